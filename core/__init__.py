@@ -1,0 +1,1 @@
+"""ST-MANet core: model, data, training, evaluation. Never imports `app/`."""

@@ -1,0 +1,103 @@
+"""3D ResNet backbone (paper 3.1).
+
+Stage 1: Conv3d 7x7x7 (stride 1,2,2) -> BN -> ReLU -> MaxPool 3x3x3 (stride 2).
+Stages 2-5: residual blocks; the first block of stages 3-5 halves T, H and W.
+For a 32x112x112 clip: stage 2 is 16x28x28, stage 3 8x14x14, stage 4 4x7x7, stage 5 2x4x4.
+
+Block layouts (torchvision `models/video/resnet.py` style):
+  BasicBlock:      3x3x3 -> BN -> ReLU -> 3x3x3 -> BN  (+ shortcut) -> ReLU
+  Bottleneck:      1x1x1 -> BN -> ReLU -> 3x3x3 -> BN -> ReLU -> 1x1x1 (x4) -> BN (+ shortcut) -> ReLU
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .configs import STAGE_BLOCKS, STMANetConfig
+
+
+def conv_bn(c_in: int, c_out: int, kernel, stride=1, padding=0) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False), nn.BatchNorm3d(c_out)
+    )
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, c_in: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        c_out = width * self.expansion
+        self.conv1 = conv_bn(c_in, width, 3, stride, 1)
+        self.conv2 = conv_bn(width, c_out, 3, 1, 1)
+        self.shortcut = conv_bn(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.relu(self.conv1(x)))
+        return self.relu(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, c_in: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        c_out = width * self.expansion
+        self.conv1 = conv_bn(c_in, width, 1)
+        self.conv2 = conv_bn(width, width, 3, stride, 1)
+        self.conv3 = conv_bn(width, c_out, 1)
+        self.shortcut = conv_bn(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.conv1(x))
+        out = self.relu(self.conv2(out))
+        out = self.conv3(out)
+        return self.relu(out + self.shortcut(x))
+
+
+class Stem(nn.Module):
+    """Stage 1: (B, 3, T, H, W) -> (B, base, T/2, H/4, W/4)."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.conv = conv_bn(in_channels, width, 7, stride=(1, 2, 2), padding=3)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool3d(3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.relu(self.conv(x)))
+
+
+def make_stages(cfg: STMANetConfig) -> tuple[Stem, nn.ModuleList]:
+    """Stage 1 and the four residual stages of a 3D ResNet of `cfg.depth` layers."""
+    blocks_per_stage, bottleneck = STAGE_BLOCKS[cfg.depth]
+    block = Bottleneck if bottleneck else BasicBlock
+    stem = Stem(cfg.in_channels, cfg.base_width)
+    stages = nn.ModuleList()
+    c_in = cfg.base_width
+    for index, n_blocks in enumerate(blocks_per_stage):
+        width = cfg.base_width * 2**index
+        stride = 1 if index == 0 else 2
+        layers = []
+        for b in range(n_blocks):
+            layers.append(block(c_in, width, stride if b == 0 else 1))
+            c_in = width * block.expansion
+        stages.append(nn.Sequential(*layers))
+    return stem, stages
+
+
+def kaiming_init(module: nn.Module) -> None:
+    """Kaiming (He) initialisation for convolutions, as in paper 4.1; BN to identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)

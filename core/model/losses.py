@@ -1,0 +1,77 @@
+"""The multi-level fusion loss (paper 3.4, eqs. 6, 7, 9).
+
+  eq. 6: A'^i = S^i(A^i), i = 2..5      attention of stage i average-pooled to stage 5's size
+  eq. 7: L_s = sum_{(i,j) in theta} f(A'^i_s, A'^j_s),  L_t likewise with the temporal maps
+         theta = {(i, j) | 2 <= i, j <= 5, i != j} (ordered pairs, as written), f = cosine
+         similarity of the flattened maps, averaged over the batch
+  eq. 9: L = L_ce + lambda1 L_s + lambda2 L_t
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .configs import STMANetConfig
+
+
+def align_spatial(attn: torch.Tensor, grid: tuple[int, int], target: tuple[int, int]) -> torch.Tensor:
+    """S(.) for a spatial map: (B, H*W, H*W) on an HxW grid -> (B, h*w, h*w), pooling both axes."""
+    b = attn.shape[0]
+    (h, w), (th, tw) = grid, target
+    keys = F.adaptive_avg_pool2d(attn.reshape(b * h * w, 1, h, w), (th, tw))  # pool the key axis
+    keys = keys.reshape(b, h * w, th * tw).transpose(1, 2)  # (B, hw_t, HW)
+    queries = F.adaptive_avg_pool2d(keys.reshape(b * th * tw, 1, h, w), (th, tw))  # pool the query axis
+    return queries.reshape(b, th * tw, th * tw).transpose(1, 2)
+
+
+def align_temporal(attn: torch.Tensor, target: int) -> torch.Tensor:
+    """S(.) for a temporal map: (B, T, T) -> (B, t, t)."""
+    return F.adaptive_avg_pool2d(attn.unsqueeze(1), (target, target)).squeeze(1)
+
+
+def diversity(maps: list[torch.Tensor]) -> torch.Tensor:
+    """eq. 7 for maps already aligned to one size: sum over ordered pairs i != j of the batch-mean
+    cosine similarity of the flattened maps."""
+    flat = F.normalize(torch.stack([m.flatten(1) for m in maps]), dim=-1)  # (S, B, D)
+    cos = torch.einsum("ibd,jbd->ijb", flat, flat).mean(-1)  # (S, S)
+    return cos.sum() - cos.diagonal().sum()
+
+
+def spatial_diversity(spatial: list[torch.Tensor], stage_shapes: list[tuple[int, int, int]]) -> torch.Tensor:
+    target = stage_shapes[-1][1:]
+    return diversity([align_spatial(a, s[1:], target) for a, s in zip(spatial, stage_shapes)])
+
+
+def temporal_diversity(temporal: list[torch.Tensor], stage_shapes: list[tuple[int, int, int]]) -> torch.Tensor:
+    target = stage_shapes[-1][0]
+    return diversity([align_temporal(a, target) for a in temporal])
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor  # what backward() is called on
+    ce: torch.Tensor
+    spatial: torch.Tensor  # L_s (0 when SDA or the diversity loss is off)
+    temporal: torch.Tensor  # L_t
+    stage_heads: torch.Tensor  # CE of the per-stage heads (detached features: trains only the heads)
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("total", "ce", "spatial", "temporal", "stage_heads")}
+
+
+def stmanet_loss(output, target: torch.Tensor, cfg: STMANetConfig, label_smoothing: float = 0.0) -> LossTerms:
+    """eq. 9 on an `STMANetOutput`, plus the stage heads' own cross-entropy."""
+    zero = output.logits.new_zeros(())
+    ce = F.cross_entropy(output.logits.float(), target, label_smoothing=label_smoothing)
+    l_s = l_t = zero
+    if cfg.diversity_loss and cfg.use_sda and output.spatial_attention[0] is not None:
+        l_s = spatial_diversity([a.float() for a in output.spatial_attention], output.stage_shapes)
+    if cfg.diversity_loss and cfg.use_tda and output.temporal_attention[0] is not None:
+        l_t = temporal_diversity([a.float() for a in output.temporal_attention], output.stage_shapes)
+    heads = zero
+    if output.stage_logits is not None:
+        heads = sum(F.cross_entropy(s.float(), target) for s in output.stage_logits)
+    total = ce + cfg.lambda_spatial * l_s + cfg.lambda_temporal * l_t + heads
+    return LossTerms(total, ce, l_s, l_t, heads)
