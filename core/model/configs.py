@@ -77,9 +77,8 @@ class STMANetConfig:
 
 
 def _variant(depth: int, tda: bool, sda: bool, mf: bool, div: bool, **overrides) -> STMANetConfig:
-    return STMANetConfig(
-        depth=depth, use_tda=tda, use_sda=sda, multi_level_fusion=mf, diversity_loss=div, **overrides
-    )
+    switches = dict(depth=depth, use_tda=tda, use_sda=sda, multi_level_fusion=mf, diversity_loss=div)
+    return STMANetConfig(**{**switches, **overrides})
 
 
 # Table 4 rows: backbone, +TDA, +SDA, +TDA+SDA, +MF, full ST-MANet.
