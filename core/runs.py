@@ -1,0 +1,811 @@
+"""Fine-tuning runs for a server: one at a time, in the background, confined to configured roots.
+
+The app's Fine-tune tab calls only this module. What lives here:
+
+- `RunManager(runs_root, data_root)`: starts `core.train.train` in a background thread (a closed
+  browser tab does not stop it), refuses a second run while one is going (`RunBusyError`), asks a
+  run to stop (`stop()`), and reads a run's state back from its folder (`status()`), so a browser
+  reload, or a new `RunManager` on the same folder, re-attaches to it. `list_checkpoints()` lists
+  the shipped checkpoints and every run's checkpoint, so a finished run appears at once.
+- `resolve_data_path(user_path, data_root)`: a user-typed path, only if it lies under the root
+  (`..`, absolute paths elsewhere and symlinks out of the root are refused).
+- `extract_zip(zip_path, dest_root)`: a zip of `class/video` folders, refusing zip-slip member
+  names, links and archives over the size limits.
+- `push_run(checkpoint_dir, repo_id, token)`: a run's checkpoint to the Hugging Face Hub through
+  `core.checkpoint.push_to_hub`; the token is never logged or written anywhere.
+
+Run folder layout: `<runs_root>/<run_id>/` holds `run.json` (this module's record: state, times,
+the config with no secrets in it, the process id), `metrics.jsonl` (written by the trainer, one
+JSON per callback event) and `checkpoint/`. Uploaded zips are unpacked under
+`<runs_root>/uploads/<id>/`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import stat
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_SUBDIR = "checkpoint"
+UPLOADS_SUBDIR = "uploads"
+
+# Config keys that name paths a run reads; each must lie under an allowed data root.
+DATA_PATH_KEYS = ("data_root", "train_list", "val_list", "class_list", "splits_dir")
+# States a run can be in. "interrupted": the record says running, but the process is gone.
+ACTIVE_STATES = ("starting", "running", "stopping")
+FINAL_STATES = ("finished", "stopped", "failed", "interrupted")
+
+DEFAULT_ZIP_MAX_BYTES = 2 * 1024**3  # total uncompressed size
+DEFAULT_ZIP_MAX_FILES = 20_000
+DEFAULT_ZIP_MAX_RATIO = 200  # uncompressed / compressed, per member: a zip bomb otherwise
+
+
+class RunBusyError(RuntimeError):
+    """A run is already going on this server."""
+
+
+class PathNotAllowedError(ValueError):
+    """A user path that lies outside the configured roots, or does not exist."""
+
+
+class ZipRejectedError(ValueError):
+    """An uploaded archive that is unsafe or unusable."""
+
+
+class PushError(RuntimeError):
+    """Pushing to the Hub failed; the message never contains the token."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Path confinement
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        return path.is_relative_to(root)
+    except AttributeError:  # pragma: no cover - Python < 3.9
+        return str(path).startswith(str(root) + os.sep) or path == root
+
+
+def resolve_data_path(
+    user_path: str | os.PathLike,
+    data_root: str | os.PathLike | list | tuple,
+    *,
+    must_exist: bool = True,
+    kind: str | None = None,
+) -> Path:
+    """The real path of `user_path` if it lies under `data_root` (or one of several roots).
+
+    A relative path is taken relative to the (first) root. The path is resolved (symlinks followed,
+    `..` collapsed) before the check, so `../x`, `/etc/passwd` and a symlink pointing out of the
+    root are all refused with `PathNotAllowedError`. `kind` is "dir" or "file" to require one.
+    """
+    roots = [data_root] if isinstance(data_root, (str, os.PathLike)) else list(data_root)
+    if not roots:
+        raise PathNotAllowedError("no data root is configured on this server")
+    text = str(user_path).strip() if user_path is not None else ""
+    if not text:
+        raise PathNotAllowedError("no path was given")
+    if "\x00" in text:
+        raise PathNotAllowedError("the path contains a NUL character")
+    real_roots = [Path(r).expanduser().resolve() for r in roots]
+    raw = Path(text).expanduser()
+    candidates = [raw] if raw.is_absolute() else [r / raw for r in real_roots]
+    shown = ", ".join(str(r) for r in real_roots)
+    for cand in candidates:
+        real = cand.resolve()
+        inside = any(_is_within(real, r) for r in real_roots)
+        if not inside:
+            continue
+        if must_exist and not real.exists():
+            continue
+        if kind == "dir" and real.exists() and not real.is_dir():
+            raise PathNotAllowedError(f"'{text}' is not a folder")
+        if kind == "file" and real.exists() and not real.is_file():
+            raise PathNotAllowedError(f"'{text}' is not a file")
+        return real
+    # Tell apart "outside" from "missing" for a clear message.
+    for cand in candidates:
+        real = cand.resolve()
+        if any(_is_within(real, r) for r in real_roots):
+            raise PathNotAllowedError(f"'{text}' does not exist under the data root ({shown})")
+    raise PathNotAllowedError(
+        f"'{text}' is outside the data root ({shown}); only paths under it can be used"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Zip upload
+
+
+def _safe_member_parts(name: str) -> tuple[str, ...] | None:
+    """The path parts of a zip member if it is a plain relative name, else None."""
+    if not name or "\x00" in name:
+        return None
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
+        return None
+    parts = tuple(p for p in PurePosixPath(norm).parts if p not in ("", "."))
+    if any(p == ".." for p in parts):
+        return None
+    return parts
+
+
+def extract_zip(
+    zip_path: str | os.PathLike,
+    dest_root: str | os.PathLike,
+    *,
+    max_bytes: int = DEFAULT_ZIP_MAX_BYTES,
+    max_files: int = DEFAULT_ZIP_MAX_FILES,
+    max_ratio: float = DEFAULT_ZIP_MAX_RATIO,
+) -> Path:
+    """Unpack a zip of `class/video` folders into a new folder under `dest_root`; return the
+    folder that holds the class folders (a single top-level wrapper folder is stepped into).
+
+    Refused with `ZipRejectedError`, before anything is written: not a zip, member names that
+    are absolute or climb out with `..` (zip slip), symlink members, more than `max_files`
+    members, a declared total over `max_bytes`, a member compressed more than `max_ratio` times.
+    The written size is counted again while extracting, in case the headers lie.
+    """
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise ZipRejectedError(f"'{zip_path.name}' was not found")
+    if not zipfile.is_zipfile(zip_path):
+        raise ZipRejectedError(f"'{zip_path.name}' is not a zip archive")
+    dest_root = Path(dest_root)
+    dest_root.mkdir(parents=True, exist_ok=True)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ZipRejectedError(f"'{zip_path.name}' cannot be read as a zip: {exc}") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > max_files:
+            raise ZipRejectedError(
+                f"the zip has {len(infos)} entries; at most {max_files} are accepted"
+            )
+        total = 0
+        plan: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+        for info in infos:
+            parts = _safe_member_parts(info.filename)
+            if parts is None:
+                raise ZipRejectedError(
+                    f"the zip has an unsafe entry name '{info.filename}' (absolute or with '..'); "
+                    "it was not unpacked"
+                )
+            mode = (info.external_attr >> 16) & 0xFFFF
+            if stat.S_ISLNK(mode):
+                raise ZipRejectedError(f"the zip has a symbolic link '{info.filename}'; refused")
+            if not parts or parts[0] == "__MACOSX" or parts[-1] == ".DS_Store":
+                continue
+            if info.is_dir():
+                continue
+            total += info.file_size
+            if total > max_bytes:
+                raise ZipRejectedError(
+                    f"the zip unpacks to more than {max_bytes / 1e6:.0f} MB; make it smaller"
+                )
+            if info.compress_size and info.file_size / max(info.compress_size, 1) > max_ratio:
+                raise ZipRejectedError(
+                    f"'{info.filename}' is compressed {info.file_size / info.compress_size:.0f}x; "
+                    "this looks like a zip bomb and was refused"
+                )
+            plan.append((info, parts))
+        if not plan:
+            raise ZipRejectedError("the zip holds no files")
+
+        out = dest_root / f"{_dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        out.mkdir(parents=True)
+        real_out = out.resolve()
+        written = 0
+        try:
+            for info, parts in plan:
+                target = (real_out.joinpath(*parts)).resolve()
+                if not _is_within(target, real_out):  # belt and braces
+                    raise ZipRejectedError(f"unsafe entry '{info.filename}' refused")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    while True:
+                        chunk = src.read(1 << 20)
+                        if not chunk:
+                            break
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise ZipRejectedError(
+                                f"the zip unpacks to more than {max_bytes / 1e6:.0f} MB; make it smaller"
+                            )
+                        dst.write(chunk)
+        except ZipRejectedError:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            shutil.rmtree(out, ignore_errors=True)
+            raise ZipRejectedError(f"the zip is damaged and could not be unpacked: {exc}") from None
+
+    # Step into a single wrapper folder ("mydata/<class>/<video>").
+    root = out
+    while True:
+        entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+        if len(entries) == 1 and entries[0].is_dir():
+            inner = [p for p in entries[0].iterdir() if not p.name.startswith(".")]
+            if inner and all(p.is_dir() for p in inner):
+                root = entries[0]
+                continue
+        break
+    classes = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(classes) < 2:
+        shutil.rmtree(out, ignore_errors=True)
+        raise ZipRejectedError(
+            "the zip must hold one folder per class (at least two), each with its videos: "
+            "class_a/video1.mp4, class_b/video2.mp4, ..."
+        )
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Token hygiene
+
+
+def scrub(text: str, *secrets_: str | None) -> str:
+    """`text` with every given secret (and anything shaped like a Hub token) masked."""
+    out = str(text)
+    for s in secrets_:
+        if s:
+            out = out.replace(s, "***")
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", out)
+
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def push_run(
+    checkpoint_dir: str | os.PathLike,
+    repo_id: str,
+    token: str,
+    *,
+    allowed_roots: list[str | os.PathLike] | None = None,
+    api: Any = None,
+    push_fn: Callable | None = None,
+) -> str:
+    """Push a checkpoint folder to the Hub repo `repo_id`; return the call's result as text.
+
+    The token goes only to `core.checkpoint.push_to_hub`; it is not logged, not returned and
+    masked out of any error message (`PushError`).
+    """
+    repo_id = (repo_id or "").strip()
+    if not _REPO_ID.match(repo_id):
+        raise PushError(f"'{repo_id}' is not a Hub repo id; it looks like 'user-or-org/model-name'")
+    if not token or not str(token).strip():
+        raise PushError("a Hugging Face token with write access is needed to push")
+    token = str(token).strip()
+    folder = Path(checkpoint_dir)
+    if allowed_roots is not None:
+        try:
+            folder = resolve_data_path(folder, allowed_roots, kind="dir")
+        except PathNotAllowedError as exc:
+            raise PushError(f"that checkpoint cannot be pushed: {exc}") from None
+    if not (folder / "config.json").is_file():
+        raise PushError(f"'{folder.name}' is not a checkpoint folder (no config.json)")
+    if push_fn is None:
+        from core.checkpoint import push_to_hub as push_fn  # noqa: N813
+    log.info("pushing checkpoint %s to hub repo %s", folder, repo_id)  # never the token
+    try:
+        result = push_fn(folder, repo_id, token, api=api)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a clean message
+        msg = scrub(f"{type(exc).__name__}: {exc}", token)
+        log.warning("push to %s failed: %s", repo_id, msg)
+        raise PushError(f"push to '{repo_id}' failed: {msg}") from None
+    return scrub(str(result) if result is not None else f"https://huggingface.co/{repo_id}", token)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _config_to_dict(cfg: Any) -> dict:
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return dataclasses.asdict(cfg)
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    if hasattr(cfg, "__dict__"):
+        return dict(vars(cfg))
+    raise TypeError(f"a run config must be a dataclass or a mapping, got {type(cfg).__name__}")
+
+
+_SECRET_KEY = re.compile(r"token|secret|password|api_key", re.I)
+
+
+def _public_config(cfg: dict) -> dict:
+    """The config as recorded in run.json: no key that looks like a secret, paths as text."""
+    return {
+        k: (str(v) if isinstance(v, os.PathLike) else v)
+        for k, v in cfg.items()
+        if not _SECRET_KEY.search(k)
+    }
+
+
+class _MetricsCache:
+    """Reads a growing metrics.jsonl incrementally (offset kept per file)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: dict[str, tuple[int, list[dict]]] = {}
+
+    def read(self, path: Path) -> list[dict]:
+        key = str(path)
+        with self._lock:
+            offset, events = self._files.get(key, (0, []))
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return []
+            if size < offset:  # rewritten (resume): start again
+                offset, events = 0, []
+            if size > offset:
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read(size - offset)
+                # only complete lines; a half-written last line waits for the next poll
+                end = data.rfind(b"\n")
+                if end >= 0:
+                    events = list(events)
+                    for line in data[: end + 1].splitlines():
+                        line = line.strip()
+                        if not line:
+                            continue
+                        try:
+                            ev = json.loads(line)
+                        except ValueError:
+                            continue
+                        if isinstance(ev, dict):
+                            events.append(ev)
+                    offset += end + 1
+            self._files[key] = (offset, events)
+            return events
+
+
+# Runs going in this process, keyed by run folder: shared by every RunManager in the process,
+# so "one run at a time per server" holds even if the app builds two managers.
+_ACTIVE_LOCK = threading.Lock()
+_ACTIVE: dict[str, "_ActiveRun"] = {}
+_RECORD_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass
+class _ActiveRun:
+    run_id: str
+    run_dir: Path
+    thread: threading.Thread
+    stop_event: threading.Event
+    events: list = dataclasses.field(default_factory=list)  # callback events, in case no file
+    seen_step: bool = False
+
+
+def _default_train(cfg, callback=None, stop_event=None):
+    from core.train import train
+
+    return train(cfg, callback=callback, stop_event=stop_event)
+
+
+def _default_config(values: dict):
+    from core.train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown training options: {', '.join(unknown)}")
+    return TrainConfig(**values)
+
+
+class RunManager:
+    """One fine-tuning run at a time, in a background thread, with its state on disk."""
+
+    def __init__(
+        self,
+        runs_root: str | os.PathLike,
+        data_root: str | os.PathLike | None,
+        *,
+        checkpoints_root: str | os.PathLike | None = None,
+        extra_checkpoints: list[str | os.PathLike] | None = None,
+        train_fn: Callable | None = None,
+        config_factory: Callable[[dict], Any] | None = None,
+    ) -> None:
+        self.runs_root = Path(runs_root).expanduser().resolve()
+        self.runs_root.mkdir(parents=True, exist_ok=True)
+        self.data_root = Path(data_root).expanduser().resolve() if data_root else None
+        self.uploads_root = self.runs_root / UPLOADS_SUBDIR
+        self.checkpoints_root = (
+            Path(checkpoints_root).expanduser().resolve() if checkpoints_root else None
+        )
+        self.extra_checkpoints = [Path(p).expanduser().resolve() for p in (extra_checkpoints or [])]
+        self._train = train_fn or _default_train
+        self._make_config = config_factory or _default_config
+        self._start_lock = threading.Lock()
+        self._metrics = _MetricsCache()
+
+    # -- roots ---------------------------------------------------------------------------------
+    @property
+    def data_roots(self) -> list[Path]:
+        """Where a run may read data: the configured data root and the unpacked uploads."""
+        roots = [self.uploads_root]
+        if self.data_root is not None:
+            roots.insert(0, self.data_root)
+        return roots
+
+    def resolve_data_path(self, user_path: str, *, kind: str | None = None) -> Path:
+        if self.data_root is None:
+            raise PathNotAllowedError(
+                "this server has no data root configured, so server-side folders cannot be used; "
+                "upload a zip instead"
+            )
+        return resolve_data_path(user_path, [self.data_root], kind=kind)
+
+    def extract_zip(self, zip_path: str | os.PathLike, **limits) -> Path:
+        return extract_zip(zip_path, self.uploads_root, **limits)
+
+    def checkpoint_roots(self) -> list[Path]:
+        roots = [self.runs_root, *self.extra_checkpoints]
+        if self.checkpoints_root is not None:
+            roots.insert(0, self.checkpoints_root)
+        return roots
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def list_checkpoints(self) -> list[tuple[str, str]]:
+        """(label, folder) for every loadable checkpoint: the shipped ones, then the runs'
+        (newest first). A folder counts once it has config.json and model.safetensors."""
+        out: list[tuple[str, str]] = []
+        seen: set[str] = set()
+
+        def add(label: str, folder: Path) -> None:
+            key = str(folder.resolve())
+            if key not in seen and _is_checkpoint(folder):
+                seen.add(key)
+                out.append((label, key))
+
+        for extra in self.extra_checkpoints:
+            add(extra.name, extra)
+        if self.checkpoints_root is not None and self.checkpoints_root.is_dir():
+            if _is_checkpoint(self.checkpoints_root):
+                add(self.checkpoints_root.name, self.checkpoints_root)
+            for sub in sorted(self.checkpoints_root.iterdir()):
+                if sub.is_dir():
+                    add(sub.name, sub)
+        for run_dir in self._run_dirs():
+            ckpt = run_dir / CHECKPOINT_SUBDIR
+            rec = self._read_record(run_dir)
+            state = self._effective_state(rec) if rec else "?"
+            add(f"run {run_dir.name} ({state})", ckpt)
+        return out
+
+    # -- starting and stopping -----------------------------------------------------------------
+    def active_run(self) -> _ActiveRun | None:
+        with _ACTIVE_LOCK:
+            for key, act in list(_ACTIVE.items()):
+                if not act.thread.is_alive():
+                    del _ACTIVE[key]
+            # One run per server process, whatever runs root it writes to.
+            for act in _ACTIVE.values():
+                return act
+        return None
+
+    def _busy_record(self) -> dict | None:
+        """A run on this runs root that another live process records as going."""
+        for run_dir in self._run_dirs():
+            rec = self._read_record(run_dir)
+            if rec and rec.get("state") in ACTIVE_STATES and self._effective_state(rec) in ACTIVE_STATES:
+                return rec
+        return None
+
+    def start(self, cfg: Any) -> str:
+        """Start a run in the background and return its id; `RunBusyError` if one is going.
+
+        `cfg` is a `TrainConfig` or a mapping of its fields. `run_dir` is set here; the data paths
+        must lie under the data roots and `init_checkpoint` must be a listed checkpoint.
+        """
+        values = _config_to_dict(cfg)
+        with self._start_lock:
+            act = self.active_run()
+            if act is not None:
+                rec = self._read_record(act.run_dir) or {}
+                raise RunBusyError(
+                    f"a fine-tuning run is already going: {act.run_id}, started "
+                    f"{rec.get('started', '?')}. Only one run at a time on this server; "
+                    "wait for it to end or stop it."
+                )
+            other = self._busy_record()
+            if other is not None:
+                raise RunBusyError(
+                    f"a fine-tuning run is already going: {other.get('run_id')}, started "
+                    f"{other.get('started', '?')} (in another server process). "
+                    "Only one run at a time on this server."
+                )
+            values = self._confine(values)
+            run_id = f"{_dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+            run_dir = self.runs_root / run_id
+            run_dir.mkdir(parents=True)
+            values["run_dir"] = str(run_dir)
+            train_cfg = self._make_config(values)  # may raise ValueError: nothing started
+            record = {
+                "run_id": run_id,
+                "state": "starting",
+                "started": _now_iso(),
+                "started_ts": time.time(),
+                "ended": None,
+                "message": "starting",
+                "error": None,
+                "pid": os.getpid(),
+                "run_dir": str(run_dir),
+                "checkpoint_dir": None,
+                "config": _public_config(values),
+            }
+            _write_json_atomic(run_dir / RUN_FILE, record)
+            stop_event = threading.Event()
+            act = _ActiveRun(run_id, run_dir, None, stop_event)  # type: ignore[arg-type]
+            thread = threading.Thread(
+                target=self._run, args=(act, train_cfg), name=f"finetune-{run_id}", daemon=True
+            )
+            act.thread = thread
+            with _ACTIVE_LOCK:
+                _ACTIVE[str(run_dir)] = act
+            thread.start()
+            log.info("fine-tuning run %s started in %s", run_id, run_dir)
+            return run_id
+
+    def _confine(self, values: dict) -> dict:
+        out = dict(values)
+        for key in DATA_PATH_KEYS:
+            v = out.get(key)
+            if v in (None, ""):
+                continue
+            try:
+                out[key] = str(resolve_data_path(v, self.data_roots))
+            except PathNotAllowedError as exc:
+                raise PathNotAllowedError(f"{key}: {exc}") from None
+        init = out.get("init_checkpoint")
+        if init not in (None, ""):
+            try:
+                out["init_checkpoint"] = str(
+                    resolve_data_path(init, self.checkpoint_roots(), kind="dir")
+                )
+            except PathNotAllowedError as exc:
+                raise PathNotAllowedError(f"starting checkpoint: {exc}") from None
+        return out
+
+    def _update_record(self, run_dir: Path, *, only_if_active: bool = False, **changes) -> dict:
+        """Read-modify-write run.json under a lock (the run's thread and stop() both write).
+        `only_if_active`: leave a record that already says finished/stopped/failed alone."""
+        with _RECORD_LOCK:
+            path = run_dir / RUN_FILE
+            rec = self._read_record(run_dir) or {}
+            if only_if_active and rec.get("state") not in ACTIVE_STATES:
+                return rec
+            rec.update(changes)
+            _write_json_atomic(path, rec)
+            return rec
+
+    def _run(self, act: _ActiveRun, train_cfg: Any) -> None:
+        run_dir = act.run_dir
+
+        def callback(event: dict) -> None:
+            try:
+                ev = dict(event)
+                act.events.append(ev)
+                kind = ev.get("event")
+                first_step = kind == "step" and not act.seen_step
+                if kind == "step":
+                    act.seen_step = True
+                if first_step or kind == "epoch":
+                    changes: dict[str, Any] = {"state": "stopping" if act.stop_event.is_set() else "running"}
+                    if ev.get("checkpoint_dir"):
+                        changes["checkpoint_dir"] = str(ev["checkpoint_dir"])
+                    if kind == "epoch":
+                        changes["message"] = f"epoch {ev.get('epoch')} done"
+                    else:
+                        changes["message"] = "training"
+                    self._update_record(run_dir, only_if_active=True, **changes)
+            except Exception:  # noqa: BLE001 - the run must not die of its bookkeeping
+                log.exception("run %s: callback bookkeeping failed", act.run_id)
+
+        try:
+            self._update_record(
+                run_dir, only_if_active=True, state="running", message="loading data and model"
+            )
+            result = self._train(train_cfg, callback=callback, stop_event=act.stop_event)
+            stopped = bool(getattr(result, "stopped", act.stop_event.is_set()))
+            ckpt = getattr(result, "checkpoint_dir", None)
+            if ckpt is None and (run_dir / CHECKPOINT_SUBDIR).is_dir():
+                ckpt = run_dir / CHECKPOINT_SUBDIR
+            self._update_record(
+                run_dir,
+                state="stopped" if stopped else "finished",
+                ended=_now_iso(),
+                message="stopped on request; checkpoint saved" if stopped else "finished",
+                checkpoint_dir=str(ckpt) if ckpt else None,
+            )
+            log.info("fine-tuning run %s %s", act.run_id, "stopped" if stopped else "finished")
+        except BaseException as exc:  # noqa: BLE001 - recorded, and logged with its traceback
+            log.exception("fine-tuning run %s failed", act.run_id)
+            msg = scrub(f"{type(exc).__name__}: {exc}")
+            try:
+                self._update_record(
+                    run_dir, state="failed", ended=_now_iso(), message="failed", error=msg
+                )
+            except Exception:  # noqa: BLE001
+                log.exception("run %s: could not record the failure", act.run_id)
+        finally:
+            with _ACTIVE_LOCK:
+                _ACTIVE.pop(str(run_dir), None)
+
+    def stop(self, run_id: str | None = None) -> bool:
+        """Ask the running run to end after its current step (it saves a checkpoint).
+        True if a run was asked to stop."""
+        act = self.active_run()
+        if act is None or (run_id and act.run_id != run_id):
+            return False
+        act.stop_event.set()
+        try:
+            self._update_record(
+                act.run_dir, only_if_active=True, state="stopping",
+                message="stopping after the current step; a checkpoint is saved",
+            )
+        except OSError:
+            log.exception("run %s: could not record the stop request", act.run_id)
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the active run (tests, CLI). True if none is left going."""
+        act = self.active_run()
+        if act is None:
+            return True
+        act.thread.join(timeout)
+        return not act.thread.is_alive()
+
+    # -- reading state back --------------------------------------------------------------------
+    def _run_dirs(self) -> list[Path]:
+        if not self.runs_root.is_dir():
+            return []
+        dirs = [p for p in self.runs_root.iterdir() if p.is_dir() and (p / RUN_FILE).is_file()]
+        return sorted(dirs, key=lambda p: p.name, reverse=True)
+
+    @staticmethod
+    def _read_record(run_dir: Path) -> dict | None:
+        try:
+            return json.loads((run_dir / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _effective_state(self, rec: dict) -> str:
+        state = rec.get("state", "?")
+        if state not in ACTIVE_STATES:
+            return state
+        with _ACTIVE_LOCK:
+            act = _ACTIVE.get(str(rec.get("run_dir")))
+        if act is not None and act.thread.is_alive():
+            return state
+        pid = rec.get("pid")
+        if pid != os.getpid() and isinstance(pid, int) and _pid_alive(pid):
+            return state  # going in another server process on the same folder
+        return "interrupted"
+
+    def list_runs(self) -> list[dict]:
+        out = []
+        for d in self._run_dirs():
+            rec = self._read_record(d)
+            if rec:
+                rec["state"] = self._effective_state(rec)
+                out.append(rec)
+        return out
+
+    def status(self, run_id: str | None = None) -> dict:
+        """The state of `run_id`, or of the running run, or of the latest run; with its metrics
+        read back from metrics.jsonl. `{"state": "idle"}` when there has been no run."""
+        if run_id:
+            run_dir = self.runs_root / run_id
+            if not _SAFE_ID.match(run_id) or not (run_dir / RUN_FILE).is_file():
+                return {"state": "unknown", "run_id": run_id, "message": f"no run '{run_id}'"}
+        else:
+            act = self.active_run()
+            if act is not None:
+                run_dir = act.run_dir
+            else:
+                dirs = self._run_dirs()
+                if not dirs:
+                    return {"state": "idle", "run_id": None, "message": "no fine-tuning run yet"}
+                run_dir = dirs[0]
+        rec = self._read_record(run_dir) or {"run_id": run_dir.name}
+        rec = dict(rec)
+        rec["state"] = self._effective_state(rec)
+        if rec["state"] == "interrupted" and rec.get("message") != "interrupted":
+            rec["message"] = "interrupted: the server stopped while it ran (resume from its checkpoint)"
+        events = self._metrics.read(run_dir / METRICS_FILE)
+        if not events:
+            with _ACTIVE_LOCK:
+                act = _ACTIVE.get(str(run_dir))
+                events = list(act.events) if act else []
+        steps = [e for e in events if e.get("event") == "step"]
+        epochs = [e for e in events if e.get("event") == "epoch"]
+        rec["steps"] = steps
+        rec["epochs"] = epochs
+        rec["last_step"] = steps[-1] if steps else None
+        rec["progress"] = _progress(rec, steps)
+        rec["eta_s"] = steps[-1].get("eta_s") if steps and rec["state"] in ACTIVE_STATES else None
+        if not rec.get("checkpoint_dir"):
+            for e in reversed(events):
+                if e.get("checkpoint_dir"):
+                    rec["checkpoint_dir"] = str(e["checkpoint_dir"])
+                    break
+        rec["elapsed_s"] = _elapsed(rec)
+        return rec
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def _progress(rec: dict, steps: list[dict]) -> float:
+    if rec.get("state") in ("finished",):
+        return 1.0
+    if not steps:
+        return 0.0
+    last = steps[-1]
+    epochs = (rec.get("config") or {}).get("epochs") or 0
+    spe = last.get("steps_per_epoch") or 0
+    try:
+        done = (int(last.get("epoch", 1)) - 1) * spe + int(last.get("step", 0))
+        total = int(epochs) * spe
+        return max(0.0, min(1.0, done / total)) if total > 0 else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _elapsed(rec: dict) -> float | None:
+    ts = rec.get("started_ts")
+    if not isinstance(ts, (int, float)):
+        return None
+    if rec.get("state") in ACTIVE_STATES:
+        return time.time() - ts
+    try:
+        ended = _dt.datetime.fromisoformat(rec["ended"]).timestamp()
+        return ended - ts
+    except (KeyError, TypeError, ValueError):
+        return None
