@@ -39,6 +39,24 @@ def diversity(maps: list[torch.Tensor]) -> torch.Tensor:
     return cos.sum() - cos.diagonal().sum()
 
 
+def similarity(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Per-sample stage-by-stage cosine similarity of aligned maps: (S, B, ...) -> (B, S, S)."""
+    flat = F.normalize(torch.stack([m.flatten(1) for m in maps]).float(), dim=-1)  # (S, B, D)
+    return torch.einsum("ibd,jbd->bij", flat, flat)
+
+
+def stage_similarity(output) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(spatial, temporal) (B, 4, 4) matrices of an STMANetOutput with maps: the quantity eq. 7
+    sums, per sample, before any training signal is taken from it. None where a map is absent."""
+    shapes = output.stage_shapes
+    spatial = temporal = None
+    if output.spatial_attention[0] is not None:
+        spatial = similarity([align_spatial(a, s[1:], shapes[-1][1:]) for a, s in zip(output.spatial_attention, shapes)])
+    if output.temporal_attention[0] is not None:
+        temporal = similarity([align_temporal(a, shapes[-1][0]) for a in output.temporal_attention])
+    return spatial, temporal
+
+
 def spatial_diversity(spatial: list[torch.Tensor], stage_shapes: list[tuple[int, int, int]]) -> torch.Tensor:
     target = stage_shapes[-1][1:]
     return diversity([align_spatial(a, s[1:], target) for a, s in zip(spatial, stage_shapes)])

@@ -1,0 +1,528 @@
+"""Training: the paper's recipe by default (section 4.1), on CPU, one GPU, or many through torchrun.
+
+    python -m core.train --data-layout list --data-root DIR --train-list train.txt --val-list val.txt \
+        --model stmanet_r18 --base-width 32 --num-frames 16 --epochs 30 --run-dir runs/gestures
+
+Defaults are the paper's: SGD momentum 0.9, batch 32, lr 0.01 x0.1 every 15 epochs, 90 epochs,
+loss eq. 9. Every epoch ends with an atomic checkpoint (weights + config.json) and a resume state;
+`--resume` continues a killed run from where it stopped with the same result as an uninterrupted
+run: data order and augmentation are functions of (seed, epoch, index), and the RNG state that
+dropout draws from is saved with the optimizer.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from .checkpoint import load_checkpoint, load_training_state, replace_classifier, save_checkpoint, save_training_state
+from .data.cache import FrameCache
+from .data.clips import ClipConfig
+from .data.dataset import VideoClipDataset
+from .data.sources import read_dataset
+from .evaluate import evaluate_model
+from .model import STMANetConfig, build_model, config_by_name, stmanet_loss
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[dict], None]
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/run"
+    # Data: see core.data.sources.read_dataset for what each layout reads.
+    data_layout: str = "folder"  # folder | list | ucf101 | hmdb51 | diving48
+    data_root: str = ""
+    train_list: str | None = None  # list file, or Diving48 train JSON
+    val_list: str | None = None  # list file, or Diving48 test JSON
+    class_list: str | None = None  # class names file, UCF-101 classInd.txt, or Diving48 vocab JSON
+    splits_dir: str | None = None  # UCF-101 / HMDB-51 split files
+    split: int = 1
+    val_fraction: float = 0.2  # folder layout only
+    frame_cache: str | None = None  # folder for pre-decoded frames (small datasets, many epochs)
+    cache_max_side: int = 320
+    # Model
+    model: str = "stmanet_r50"  # a Table 4 name, e.g. stmanet_r18, r3d18_baseline
+    base_width: int | None = None  # None: the name's default (64)
+    dropout: float = 0.5
+    init_checkpoint: str | None = None  # fine-tune from this checkpoint (classifier replaced if classes differ)
+    freeze_stages: int = 0  # 1: freeze the stem; n: the stem and residual stages 2..n
+    # Clips (paper 4.1)
+    num_frames: int = 32
+    stride: int = 2
+    height: int = 112
+    width: int = 112
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    flip: bool = True
+    flip_label_swap: tuple[tuple[str, str], ...] = ()
+    motion_crop: bool = False  # crop around what moves (core.data.roi) before the clip transform
+    max_val_windows: int = 8
+    # Optimisation
+    epochs: int = 90
+    batch_size: int = 32
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # the paper does not say; 1e-4 is the 3D-ResNet convention
+    lr_schedule: str = "step"  # step (paper: x lr_gamma every lr_step epochs) | cosine
+    lr_step: int = 15
+    lr_gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    # System
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | off | bf16 | fp16
+    num_workers: int = 2
+    seed: int = 0
+    resume: bool = False
+    val_every: int = 1
+    max_steps_per_epoch: int | None = None
+    show_progress: bool = True
+    data_source: str | None = None  # free text for the model card
+
+    def clip_config(self) -> ClipConfig:
+        return ClipConfig(
+            num_frames=self.num_frames,
+            stride=self.stride,
+            height=self.height,
+            width=self.width,
+            crop_scale=tuple(self.crop_scale),
+            flip=self.flip,
+            flip_label_swap=tuple(tuple(p) for p in self.flip_label_swap),
+            max_windows=self.max_val_windows,
+            motion_crop=self.motion_crop,
+        )
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint_dir: Path | None  # the last checkpoint written (None if none was)
+    best_dir: Path | None
+    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    stopped: bool = False  # a stop request ended the run early
+    error: str | None = None  # why the run stopped on its own (e.g. a non-finite loss)
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------- distributed setup
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on CUDA, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name == "cuda" and torch.cuda.is_available():
+        return torch.device(f"cuda:{local_rank}")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("CUDA was asked for but no GPU is visible; use --device cpu")
+    return device
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32. CPU trains in fp32: torch 2.14.1's bf16 conv3d weight
+    gradients are wrong when the temporal size is small (T=2 at stage 5)."""
+    if device.type != "cuda" or amp == "off":
+        if amp in ("bf16", "fp16") and device.type != "cuda":
+            log.warning("amp=%s ignored on CPU: training runs in fp32 (bf16 conv3d gradients are wrong here)", amp)
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp in ("bf16", "auto"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    raise TrainingError(f"unknown amp mode {amp!r}: use auto, off, bf16 or fp16")
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, sharded across ranks, that can skip the batches a resumed
+    run already trained on. The permutation depends only on (seed, epoch), never on history."""
+
+    def __init__(self, size: int, seed: int, epoch: int, batch_size: int, skip_batches: int, d: Dist) -> None:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(size, generator=generator).tolist()
+        per_rank = math.ceil(size / d.world)
+        order = (order * math.ceil(per_rank * d.world / max(size, 1)))[: per_rank * d.world]  # pad evenly
+        self.indices = order[d.rank :: d.world][skip_batches * batch_size :]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+# ---------------------------------------------------------------------------- pieces of a run
+def lr_at(cfg: TrainConfig, epoch_progress: float) -> float:
+    """Learning rate at a fractional epoch: linear warm-up, then step (paper) or cosine decay."""
+    if cfg.warmup_epochs > 0 and epoch_progress < cfg.warmup_epochs:
+        return cfg.lr * (epoch_progress + 1e-3) / cfg.warmup_epochs
+    if cfg.lr_schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, (epoch_progress - cfg.warmup_epochs) / span)))
+    if cfg.lr_schedule == "step":
+        return cfg.lr * cfg.lr_gamma ** int(epoch_progress // cfg.lr_step)
+    raise TrainingError(f"unknown lr schedule {cfg.lr_schedule!r}: use step or cosine")
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    # No weight decay on BN and biases: decaying BN gammas fights the zero-init residual gates.
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise TrainingError(f"unknown optimizer {cfg.optimizer!r}: use sgd or adamw")
+
+
+def freeze_early_stages(model: torch.nn.Module, n: int) -> None:
+    """Freeze the stem (n >= 1) and residual stages 2..n (n up to 5); their BN statistics too."""
+    frozen = ([model.stem] if n >= 1 else []) + list(model.stages[: max(0, n - 1)])
+    for module in frozen:
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
+def build_run_model(cfg: TrainConfig, class_names: list[str]) -> tuple[torch.nn.Module, dict]:
+    """A new model from a name, or a checkpoint to fine-tune with its classifier fitted to our classes."""
+    if cfg.init_checkpoint:
+        loaded = load_checkpoint(cfg.init_checkpoint)
+        model = loaded.model
+        if list(loaded.class_names) != list(class_names):
+            model = replace_classifier(model, len(class_names))
+        return model, {"init_checkpoint": str(cfg.init_checkpoint), "init_classes": list(loaded.class_names)}
+    overrides = {"num_classes": len(class_names), "dropout": cfg.dropout}
+    if cfg.base_width:
+        overrides["base_width"] = cfg.base_width
+    return build_model(config_by_name(cfg.model, **overrides)), {}
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per event, appended and flushed so a reader sees it at once."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, event: dict) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"time": time.time(), **event}) + "\n")
+
+
+def _state_dict(model: torch.nn.Module) -> dict:
+    return (model.module if hasattr(model, "module") else model).state_dict()
+
+
+def _bare(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+# ---------------------------------------------------------------------------- the loop
+def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: threading.Event | None = None) -> TrainResult:
+    """Run (or resume) training. `callback` receives step/epoch/done event dicts; setting
+    `stop_event` ends the run after the current step with a checkpoint."""
+    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    d = setup_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    run_dir = Path(cfg.run_dir)
+    ckpt_dir, best_dir = run_dir / "checkpoint", run_dir / "best"
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    emit = _emitter(callback, MetricsLog(run_dir / "metrics.jsonl", d.main), d)
+
+    train_list, val_list = read_dataset(cfg)
+    class_names = list(train_list.class_names)
+    for problem in getattr(train_list, "problems", []) + getattr(val_list, "problems", []):
+        log.warning("dataset: %s", problem)
+    clip_cfg = cfg.clip_config()
+    cache = FrameCache(cfg.frame_cache, max_side=cfg.cache_max_side) if cfg.frame_cache else None
+
+    torch.manual_seed(cfg.seed)
+    model, init_info = build_run_model(cfg, class_names)
+    model_cfg: STMANetConfig = model.cfg
+    start_epoch, skip_batches, best_acc, history = 0, 0, -1.0, []
+    optimizer_state = rng_state = None
+    if cfg.resume and (ckpt_dir / "config.json").exists():
+        state = load_training_state(ckpt_dir)
+        model = load_checkpoint(ckpt_dir).model
+        start_epoch, skip_batches = state["epoch"], state["step_in_epoch"]
+        best_acc, history = state.get("best_acc", -1.0), state.get("history", [])
+        optimizer_state, rng_state = state["optimizer"], state.get("torch_rng")
+        log.info("resuming %s at epoch %d step %d", run_dir, start_epoch, skip_batches)
+    model.to(device)
+    model.train()
+    if cfg.freeze_stages:
+        freeze_early_stages(model, cfg.freeze_stages)
+    optimizer = make_optimizer(cfg, model)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    amp_dtype = autocast_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    train_model = model
+    if d.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
+        )
+
+    dataset = VideoClipDataset(train_list, clip_cfg, train=True, seed=cfg.seed, frame_cache=cache)
+    val_dataset = VideoClipDataset(val_list, clip_cfg, train=False, seed=cfg.seed, frame_cache=cache) if val_list.samples else None
+    per_rank = math.ceil(len(dataset) / d.world)
+    steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    meta = {
+        "training": {**cfg.to_dict(), **init_info},
+        "data_source": cfg.data_source or f"{cfg.data_layout}:{cfg.data_root}",
+    }
+    stopped, error, last_saved = False, None, ckpt_dir if (ckpt_dir / "config.json").exists() else None
+    if d.main:
+        emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
+              "classes": len(class_names), "train_videos": len(train_list.samples),
+              "val_videos": len(val_list.samples), "device": str(device), "world_size": d.world,
+              "resumed_at": [start_epoch, skip_batches] if cfg.resume else None})
+
+    started = time.time()
+    done_steps = 0
+    total_steps = steps_per_epoch * (cfg.epochs - start_epoch) - skip_batches
+    for epoch in range(start_epoch, cfg.epochs):
+        # Dropout draws from the global RNG: reseed per epoch so an epoch does not depend on history.
+        torch.manual_seed(cfg.seed * 7919 + epoch)
+        if rng_state is not None:  # a run stopped mid-epoch continues the exact RNG stream
+            torch.set_rng_state(rng_state)
+            rng_state = None
+        dataset.set_epoch(epoch)
+        sampler = EpochSampler(len(dataset), cfg.seed, epoch, cfg.batch_size, skip_batches, d)
+        loader = DataLoader(
+            dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+            drop_last=False, pin_memory=device.type == "cuda", persistent_workers=False,
+        )
+        train_model.train()
+        if cfg.freeze_stages:
+            freeze_early_stages(_bare(train_model), cfg.freeze_stages)
+        correct = seen = 0
+        step = skip_batches
+        bar = _progress(cfg, d, steps_per_epoch, step, epoch)
+        t_epoch = time.time()
+        for clips, labels in loader:
+            if step >= steps_per_epoch:
+                break
+            lr = lr_at(cfg, epoch + step / steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            clips = clips.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = train_model(clips)
+            terms = stmanet_loss(out, labels, model_cfg, cfg.label_smoothing)
+            if not torch.isfinite(terms.total):
+                error = (f"loss became {float(terms.total.detach())} at epoch {epoch + 1} step {step + 1}: "
+                         f"stopped; the last good checkpoint is kept ({last_saved or 'none written yet'})")
+                break
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms.total).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(train_model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            done_steps += 1
+            correct += int((out.logits.argmax(1) == labels).sum())
+            seen += len(labels)
+            elapsed = time.time() - started
+            rate = done_steps * cfg.batch_size * d.world / max(elapsed, 1e-9)
+            event = {"event": "step", "epoch": epoch + 1, "step": step, "steps_per_epoch": steps_per_epoch,
+                     **terms.as_floats(), "loss": terms.as_floats()["total"], "lr": lr, "clips_per_s": rate,
+                     "eta_s": (total_steps - done_steps) * elapsed / max(done_steps, 1)}
+            emit(event)
+            if bar is not None:
+                bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{lr:.2g}", clips_s=f"{rate:.1f}")
+                bar.update(1)
+            if _stop_requested(stop_event, d):
+                stopped = True
+                break
+        if bar is not None:
+            bar.close()
+        skip_batches = 0
+        if error:
+            break
+        epoch_done = not stopped
+        epoch_stats = {"epoch": epoch + 1, "train_acc": correct / max(seen, 1), "lr": lr_at(cfg, epoch),
+                       "epoch_time_s": time.time() - t_epoch}
+        if epoch_done and val_dataset is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            if d.main:
+                metrics = evaluate_model(_bare(train_model), val_dataset, device, class_names,
+                                         num_workers=cfg.num_workers, with_diversity=True)
+                epoch_stats.update({"val_acc": metrics["top1"], "val_top5": metrics["top5"],
+                                    "val_mean_class_acc": metrics["mean_class_accuracy"],
+                                    "val_stage_top1": metrics["stage_top1"],
+                                    "diversity_spatial": metrics.get("diversity_spatial"),
+                                    "diversity_temporal": metrics.get("diversity_temporal")})
+            train_model.train()
+        if epoch_done:
+            history.append(epoch_stats)
+        if d.main:
+            improved = epoch_done and epoch_stats.get("val_acc", -1.0) > best_acc
+            best_acc = max(best_acc, epoch_stats.get("val_acc", -1.0)) if epoch_done else best_acc
+            resume_state = {
+                "epoch": epoch + 1 if epoch_done else epoch,
+                "step_in_epoch": 0 if epoch_done else step,
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": None if epoch_done else torch.get_rng_state(),
+                "best_acc": best_acc,
+                "history": history,
+            }
+            metrics_for_card = {k: v for k, v in (history[-1] if history else {}).items() if k != "val_stage_top1"}
+            save_checkpoint(ckpt_dir, _bare(train_model), clip_cfg, class_names, metrics=metrics_for_card,
+                            training={**meta["training"], "epochs_completed": resume_state["epoch"],
+                                      "step_in_epoch": resume_state["step_in_epoch"]},
+                            data_source=meta["data_source"])
+            save_training_state(ckpt_dir, resume_state)
+            last_saved = ckpt_dir
+            if improved:
+                save_checkpoint(best_dir, _bare(train_model), clip_cfg, class_names, metrics=metrics_for_card,
+                                training={**meta["training"], "epochs_completed": epoch + 1},
+                                data_source=meta["data_source"])
+            emit({"event": "epoch", **epoch_stats, "checkpoint_dir": str(ckpt_dir), "stopped": stopped})
+        if d.world > 1:
+            dist.barrier()
+        if stopped:
+            break
+    result = TrainResult(run_dir, last_saved, best_dir if (best_dir / "config.json").exists() else None,
+                         history, stopped, error)
+    if d.main:
+        emit({"event": "done", "stopped": stopped, "error": error,
+              "checkpoint_dir": str(last_saved) if last_saved else None})
+    if error:
+        log.error(error)
+    return result
+
+
+def _emitter(callback: Callback | None, metrics: MetricsLog, d: Dist) -> Callback:
+    def emit(event: dict) -> None:
+        if not d.main:
+            return
+        metrics.write(event)
+        if callback is not None:
+            try:
+                callback(event)
+            except Exception:  # a broken UI callback must not kill a long run
+                log.exception("training callback failed")
+
+    return emit
+
+
+def _stop_requested(stop_event: threading.Event | None, d: Dist) -> bool:
+    flag = bool(stop_event is not None and stop_event.is_set())
+    if d.world > 1:  # every rank stops at the same step, or DDP would hang
+        t = torch.tensor([int(flag)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        flag = bool(t.item())
+    return flag
+
+
+def _progress(cfg: TrainConfig, d: Dist, total: int, initial: int, epoch: int):
+    if not (cfg.show_progress and d.main):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+
+
+# ---------------------------------------------------------------------------- command line
+def build_parser(cls=TrainConfig, description: str = __doc__) -> argparse.ArgumentParser:
+    """One --flag per dataclass field, typed from its default."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif f.name == "crop_scale":
+            parser.add_argument(flag, type=float, nargs=2, default=default)
+        elif f.name == "flip_label_swap":
+            parser.add_argument(flag, nargs="*", default=[], metavar="A:B",
+                                help="class pairs swapped by a horizontal flip, e.g. left:right")
+        else:
+            kind = type(default) if default is not None else str
+            if f.name in ("base_width", "max_steps_per_epoch"):
+                kind = int
+            elif f.name == "grad_clip":
+                kind = float
+            parser.add_argument(flag, type=kind, default=default)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, cls=TrainConfig):
+    values = vars(args).copy()
+    if "flip_label_swap" in values:
+        values["flip_label_swap"] = tuple(tuple(p.split(":", 1)) for p in values["flip_label_swap"])
+    if "crop_scale" in values:
+        values["crop_scale"] = tuple(values["crop_scale"])
+    return cls(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = config_from_args(build_parser().parse_args(argv))
+    try:
+        result = train(cfg)
+    except (TrainingError, ValueError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if result.error:
+        return 3
+    last = result.history[-1] if result.history else {}
+    print(json.dumps({"checkpoint": str(result.checkpoint_dir), "best": str(result.best_dir), **last}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
