@@ -39,3 +39,50 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny") / "checkpoint"
     save_checkpoint(folder, model.eval(), clip_cfg, TINY_CLASSES, metrics={"top1": 0.5}, data_source="random init")
     return folder
+
+
+# ---------------------------------------------------------------- generated videos (core/data tests)
+# Frames encode their index in INDEX_BITS vertical black/white stripes under a red bar, so a test
+# can read back which frame it got (robust to MJPG compression and downsizing); the red bar
+# (pure red, written as BGR) shows whether channels come out RGB.
+INDEX_BITS = 10
+
+
+def write_index_video(path, n_frames: int, width: int = 80, height: int = 48, fps: float = 25.0) -> Path:
+    import cv2
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened(), f"cv2.VideoWriter cannot write {path}"
+    bar = height // 4
+    for i in range(n_frames):
+        frame = np.zeros((height, width, 3), np.uint8)
+        frame[:bar] = (0, 0, 255)  # BGR red
+        for b in range(INDEX_BITS):
+            if (i >> b) & 1:
+                frame[bar:, b * width // INDEX_BITS : (b + 1) * width // INDEX_BITS] = 255
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def decode_frame_index(frame) -> int:
+    """Index written by write_index_video, from an (H,W,3) RGB frame at any size."""
+    h, w = frame.shape[:2]
+    row = frame[(h // 4 + h) // 2 + 1, :, :].astype(float).mean(axis=-1)
+    bits = [row[int((b + 0.5) * w / INDEX_BITS)] > 128 for b in range(INDEX_BITS)]
+    return sum(1 << b for b, on in enumerate(bits) if on)
+
+
+@pytest.fixture
+def make_video():
+    """make_video(path, n_frames, width=80, height=48, fps=25.0) -> path of an MJPG .avi."""
+    return write_index_video
+
+
+@pytest.fixture
+def frame_index():
+    """frame_index(rgb_frame) -> the index a make_video frame encodes."""
+    return decode_frame_index
