@@ -21,8 +21,11 @@ import cv2
 import numpy as np
 import torch
 
+from .roi import crop_box, motion_box
+
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+ROI_MIN_SIDE = 0.35  # smallest motion box, as a fraction of the short side (roi.motion_box's default)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class ClipConfig:
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
     max_windows: int | None = 32  # cap on test windows per video (evenly spaced); None: no cap
+    # Crop each clip to a square around what moves (core.data.roi) before the crops above.
+    motion_crop: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "stride", "height", "width"):
@@ -154,6 +159,8 @@ def decode_max_side(width: int, height: int, cfg: ClipConfig, train: bool = True
     """
     max_h, max_w = _max_crop(height, width, cfg.width / cfg.height)
     lo = cfg.crop_scale[0] if train else 1.0
+    if cfg.motion_crop:  # the motion box can shrink the frame to ROI_MIN_SIDE x its short side
+        lo *= ROI_MIN_SIDE
     factor = max(cfg.height / (max_h * lo), cfg.width / (max_w * lo))
     if factor >= 1:
         return None
@@ -185,6 +192,13 @@ def _to_clip(frames: np.ndarray, cfg: ClipConfig, flip: bool) -> torch.Tensor:
     return normalize(x, cfg)
 
 
+def _motion_crop(frames: np.ndarray, cfg: ClipConfig) -> np.ndarray:
+    """The clip's frames cut to the square around what moves in them (cfg.motion_crop), else as is."""
+    if not cfg.motion_crop:
+        return frames
+    return crop_box(frames, motion_box(frames, min_side=ROI_MIN_SIDE))
+
+
 def _check_frames_array(frames: np.ndarray) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T,H,W,3) uint8, got {frames.shape} {frames.dtype}")
@@ -199,6 +213,7 @@ def train_transform(
     caller can swap left/right labels.
     """
     _check_frames_array(frames)
+    frames = _motion_crop(frames, cfg)
     h, w = frames.shape[1:3]
     max_h, max_w = _max_crop(h, w, cfg.width / cfg.height)
     side = rng.uniform(*cfg.crop_scale)
@@ -215,6 +230,7 @@ def train_transform(
 def test_transform(frames: np.ndarray, cfg: ClipConfig) -> torch.Tensor:
     """(T,H,W,3) uint8 RGB -> (3,T,height,width) float: largest centre crop with the target aspect."""
     _check_frames_array(frames)
+    frames = _motion_crop(frames, cfg)
     h, w = frames.shape[1:3]
     max_h, max_w = _max_crop(h, w, cfg.width / cfg.height)
     ch, cw = min(h, max(1, round(max_h))), min(w, max(1, round(max_w)))
