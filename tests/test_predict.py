@@ -1,0 +1,136 @@
+"""Predictor on a tiny checkpoint (8 frames, stride 1, 64x64): the paper's test protocol, maps,
+notes, errors, the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core import predict as pr
+from core.attention_maps import write_video
+from core.checkpoint import load_checkpoint
+from core.data.clips import test_transform, test_windows
+from core.data.dataset import load_test_clips
+from core.data.video import VideoError, probe_video
+
+# stage shapes of the tiny model for an 8x64x64 clip: (T_i, H_i, W_i) of stages 2..5
+STAGES = [(4, 16, 16), (2, 8, 8), (1, 4, 4), (1, 2, 2)]
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_checkpoint):
+    return pr.Predictor(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def moving_square(tmp_path_factory):
+    """A generated 20-frame video (10 fps, 80x60) of a square moving right: 2 full windows + a tail."""
+    frames = np.zeros((20, 60, 80, 3), np.uint8)
+    for i in range(20):
+        frames[i, 20:40, 2 + 3 * i : 22 + 3 * i] = (255, 200, 0)
+    return write_video(frames, tmp_path_factory.mktemp("videos") / "square.mp4", fps=10)
+
+
+def test_probabilities_and_windows_follow_the_test_protocol(predictor, moving_square):
+    result = predictor.predict(moving_square, topk=2)
+    cfg = predictor.clip_cfg
+    windows = test_windows(probe_video(moving_square).num_frames, cfg)
+    assert len(windows) == 3 and result.window_probs.shape == (3, 3)
+    assert np.allclose(result.window_probs.sum(1), 1, atol=1e-5)
+    assert np.allclose(result.probs, result.window_probs.mean(0)) and abs(result.probs.sum() - 1) < 1e-5
+    assert [name for name, _ in result.topk] == [predictor.class_names[i] for i in np.argsort(-result.probs)[:2]]
+    assert result.window_times == [(0.0, 0.8), (0.8, 1.6), (1.6, 2.0)]
+    assert [w.tolist() for w in result.window_indices] == [w.tolist() for w in windows]
+    assert any("looped" in note for note in result.notes)  # the 4-frame tail loops
+    assert result.frames.dtype == np.uint8 and result.frames.shape == (8, 60, 60, 3)  # centre square
+    assert result.attention is None and result.diversity is None
+    assert set(result.timings) >= {"decode", "model", "maps", "total"}
+
+
+def test_matches_the_evaluation_pipeline_on_a_real_clip(predictor, shared_data):
+    video = shared_data / "clips" / "mmaction2_tests_data_test.avi"
+    result = predictor.predict(video, topk=10)
+    clips, windows, _ = load_test_clips(video, predictor.clip_cfg)
+    with torch.inference_mode():
+        expected = predictor.model(clips).logits.softmax(-1).numpy()
+    assert len(result.window_times) == len(windows) == 21
+    assert np.allclose(result.window_probs, expected, atol=1e-5)
+    assert len(result.topk) == 3  # topk is capped at the number of classes
+
+
+def test_attention_maps_and_diversity(predictor, moving_square):
+    result = predictor.predict(moving_square, with_attention=True, batch_windows=2)  # 2 batches: 2 + 1
+    assert [s.stage for s in result.attention] == [2, 3, 4, 5]
+    for maps, (t, h, w) in zip(result.attention, STAGES):
+        assert maps.shape == (t, h, w)
+        assert maps.spatial.shape == (3, h, w) and maps.temporal.shape == (3, t, t) and maps.received.shape == (3, t)
+        assert np.allclose(maps.spatial.sum((1, 2)), 1, atol=1e-4)  # mean over queries of softmax rows
+        assert np.allclose(maps.received.sum(1), 1, atol=1e-4)
+    for kind in ("spatial", "temporal"):
+        matrix = result.diversity[kind]
+        assert matrix.shape == (4, 4) and np.allclose(np.diag(matrix), 1, atol=1e-4)
+        assert np.allclose(matrix, matrix.T, atol=1e-5)
+    plain = predictor.predict(moving_square)
+    assert np.allclose(plain.window_probs, result.window_probs, atol=1e-5)  # maps do not change scores
+
+
+def test_model_view_is_what_test_transform_sees(predictor):
+    frames = np.full((8, 120, 200, 3), 60, np.uint8)
+    for i in range(8):  # something moving in the left part of a still scene
+        frames[i, 40:60, 20 + 4 * i : 40 + 4 * i] = 250
+    sizes = []
+    for cfg in (predictor.clip_cfg, predictor.clip_cfg.replace(motion_crop=True)):
+        view = pr.model_view(frames, cfg)
+        sizes.append(view.shape[1:3])
+        again = test_transform(view, cfg.replace(motion_crop=False))
+        assert torch.allclose(again, test_transform(frames, cfg), atol=1e-5)
+    assert sizes[0] == (120, 120) and sizes[1][0] < 120  # centre square; motion box is tighter
+
+
+def test_short_video_cap_and_frames_in_memory(predictor, tmp_path):
+    short = write_video(np.full((5, 64, 64, 3), 90, np.uint8), tmp_path / "short.mp4", fps=10)
+    result = predictor.predict(short)
+    assert result.window_probs.shape[0] == 1
+    assert any("shorter than one window" in n and "looped" in n for n in result.notes)
+    long = write_video(np.full((40, 64, 64, 3), 90, np.uint8), tmp_path / "long.mp4", fps=10)
+    capped = predictor.predict(long, max_seconds=1.6)
+    assert capped.num_frames_used == 16 and len(capped.window_times) == 2
+    assert any("first 1.6 s" in n for n in capped.notes)
+    in_memory = predictor.predict_frames(np.full((16, 64, 64, 3), 90, np.uint8), fps=10)
+    assert np.allclose(in_memory.window_probs, capped.window_probs, atol=1e-4)
+
+
+def test_bad_input_is_a_clear_error(predictor, tmp_path):
+    with pytest.raises(VideoError, match="not found"):
+        predictor.predict(tmp_path / "missing.mp4")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(VideoError):
+        predictor.predict(text)
+    with pytest.raises(ValueError, match="topk"):
+        predictor.predict(text, topk=0)
+    with pytest.raises(ValueError, match="precision"):
+        pr.Predictor(load_checkpoint(predictor.checkpoint.path), precision="fp16")
+
+
+def test_bf16_on_cpu(tiny_checkpoint, moving_square):
+    predictor = pr.Predictor(load_checkpoint(tiny_checkpoint), device="cpu", precision="bf16")
+    result = predictor.predict(moving_square, with_attention=True)
+    assert abs(result.probs.sum() - 1) < 1e-4 and result.attention[0].spatial.dtype == np.float32
+    if predictor.precision == "fp32":
+        assert any("bf16" in n for n in result.notes)
+
+
+def test_cli_json_and_errors(tiny_checkpoint, moving_square, capsys):
+    assert pr.main([str(moving_square), "--checkpoint", str(tiny_checkpoint), "--topk", "2", "--json", "--attention"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["topk"]) == 2 and abs(sum(out["probs"].values()) - 1) < 1e-4
+    assert len(out["window_times"]) == 3 and len(out["attention"]) == 4
+    assert np.array(out["diversity"]["spatial"]).shape == (4, 4)
+    assert pr.main([str(moving_square), "--checkpoint", str(tiny_checkpoint)]) == 0
+    text = capsys.readouterr().out
+    assert "3 window(s)" in text and all(name in text for name in ("wave", "clap", "jump"))
+    assert pr.main([str(moving_square) + ".nope", "--checkpoint", str(tiny_checkpoint)]) == 2
+    assert "video not found" in capsys.readouterr().err
