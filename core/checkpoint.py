@@ -264,14 +264,16 @@ def load_checkpoint(
     expected_classes: Sequence[str] | int | None = None,
     expected_model: STMANetConfig | dict | None = None,
     revision: str | None = None,
+    token: str | None = None,
 ) -> LoadedCheckpoint:
     """Load a checkpoint folder, a weights file inside one, or a Hub repo id ("user/name", used
     only when the string is not an existing local path). The model is returned in eval mode.
 
     expected_classes (names or a count) and expected_model are checked before any weight is
-    read, so a wrong checkpoint fails fast with the mismatch spelled out.
+    read, so a wrong checkpoint fails fast with the mismatch spelled out. revision and token
+    (for a private repo) are used only for a Hub download.
     """
-    source = resolve_checkpoint(path_or_repo_id, revision=revision)
+    source = resolve_checkpoint(path_or_repo_id, revision=revision, token=token)
     weights_path, folder = _locate_files(source)
     meta = read_meta(folder)
     model_cfg, clip_cfg, class_names = _parse_meta(meta, folder)
