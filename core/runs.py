@@ -649,17 +649,25 @@ class RunManager:
             )
             result = self._train(train_cfg, callback=callback, stop_event=act.stop_event)
             stopped = bool(getattr(result, "stopped", act.stop_event.is_set()))
+            error = getattr(result, "error", None)  # the run ended itself (e.g. non-finite loss)
             ckpt = getattr(result, "checkpoint_dir", None)
-            if ckpt is None and (run_dir / CHECKPOINT_SUBDIR).is_dir():
+            if ckpt is None and (run_dir / CHECKPOINT_SUBDIR / "config.json").is_file():
                 ckpt = run_dir / CHECKPOINT_SUBDIR
+            if error:
+                state, message = "failed", "ended early: " + scrub(str(error))
+            elif stopped:
+                state, message = "stopped", "stopped on request; checkpoint saved"
+            else:
+                state, message = "finished", "finished"
             self._update_record(
                 run_dir,
-                state="stopped" if stopped else "finished",
+                state=state,
                 ended=_now_iso(),
-                message="stopped on request; checkpoint saved" if stopped else "finished",
+                message=message,
+                error=scrub(str(error)) if error else None,
                 checkpoint_dir=str(ckpt) if ckpt else None,
             )
-            log.info("fine-tuning run %s %s", act.run_id, "stopped" if stopped else "finished")
+            log.info("fine-tuning run %s %s", act.run_id, state)
         except BaseException as exc:  # noqa: BLE001 - recorded, and logged with its traceback
             log.exception("fine-tuning run %s failed", act.run_id)
             msg = scrub(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,92 @@
+"""The app's settings: folders and limits, from environment variables (or `app.py` arguments).
+
+| variable                    | default                                  | what                                   |
+|-----------------------------|------------------------------------------|----------------------------------------|
+| STMANET_CHECKPOINT          | first folder in checkpoints/             | the checkpoint the app starts on       |
+| STMANET_CHECKPOINTS_DIR     | <repo>/checkpoints                       | shipped checkpoints for the picker     |
+| STMANET_RUNS_DIR            | <repo>/runs                              | fine-tuning runs and unpacked uploads  |
+| STMANET_DATA_ROOT           | <repo>/data, else ../shared/data, else - | server folders fine-tuning may read    |
+| STMANET_EXAMPLES_DIR        | <repo>/examples, else ../shared/data/clips | example videos                       |
+| STMANET_MAX_UPLOAD_MB       | 200                                      | largest video upload                   |
+| STMANET_MAX_ZIP_MB          | 1000                                     | largest dataset zip upload             |
+| STMANET_MAX_VIDEO_MINUTES   | 30                                       | longest video accepted (from metadata) |
+| STMANET_DECODE_SECONDS      | 60                                       | decoded length cap per video           |
+| STMANET_PREDICT_CONCURRENCY | 2                                        | predictions computed at once           |
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv", ".3gp")
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _first_dir(*candidates: Path | None) -> Path | None:
+    for c in candidates:
+        if c is not None and c.is_dir():
+            return c
+    return None
+
+
+@dataclass
+class AppConfig:
+    checkpoint: Path | None = None  # the checkpoint selected at start (None: first one found)
+    checkpoints_dir: Path = REPO / "checkpoints"
+    runs_dir: Path = REPO / "runs"
+    data_root: Path | None = None
+    examples_dir: Path | None = None
+    max_upload_mb: float = 200.0
+    max_zip_mb: float = 1000.0
+    max_video_minutes: float = 30.0
+    decode_seconds: float = 60.0
+    predict_concurrency: int = 2
+    extra_checkpoints: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "AppConfig":
+        cfg = cls(
+            checkpoint=_env_path("STMANET_CHECKPOINT"),
+            checkpoints_dir=_env_path("STMANET_CHECKPOINTS_DIR") or REPO / "checkpoints",
+            runs_dir=_env_path("STMANET_RUNS_DIR") or REPO / "runs",
+            data_root=_env_path("STMANET_DATA_ROOT")
+            or _first_dir(REPO / "data", REPO.parent / "shared" / "data"),
+            examples_dir=_env_path("STMANET_EXAMPLES_DIR")
+            or _first_dir(REPO / "examples", REPO.parent / "shared" / "data" / "clips"),
+            max_upload_mb=_env_float("STMANET_MAX_UPLOAD_MB", 200),
+            max_zip_mb=_env_float("STMANET_MAX_ZIP_MB", 1000),
+            max_video_minutes=_env_float("STMANET_MAX_VIDEO_MINUTES", 30),
+            decode_seconds=_env_float("STMANET_DECODE_SECONDS", 60),
+            predict_concurrency=max(1, int(_env_float("STMANET_PREDICT_CONCURRENCY", 2))),
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(cfg, key, Path(value) if key.endswith(("_dir", "_root")) or key == "checkpoint" else value)
+        return cfg
+
+    @property
+    def max_file_size(self) -> int:
+        """Upper bound for any upload (gradio's `max_file_size`), in bytes."""
+        return int(max(self.max_upload_mb, self.max_zip_mb) * 1024 * 1024)
+
+    def example_videos(self, limit: int = 8) -> list[str]:
+        if self.examples_dir is None or not self.examples_dir.is_dir():
+            return []
+        vids = sorted(
+            p for p in self.examples_dir.rglob("*")
+            if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
+        )
+        return [str(p) for p in vids[:limit]]

@@ -1,0 +1,87 @@
+"""The whole page: a model picker above three tabs (Recognise, Look inside, Fine-tune)."""
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from . import finetune, inside, recognise
+from .config import AppConfig
+from .context import AppContext, handler
+
+log = logging.getLogger("app")
+
+TITLE = "ST-MANet: what a video action recogniser looks at"
+INTRO = (
+    "ST-MANet (spatio-temporal multi-level attention) classifies the action in a video, and its "
+    "attention modules show **where** (spatial) and **when** (temporal) each stage of the network "
+    "looks. Recognise a video, look inside the model, or fine-tune it on your own classes."
+)
+
+
+def build_demo(config: AppConfig | None = None, context: AppContext | None = None) -> gr.Blocks:
+    ctx = context or AppContext(config or AppConfig.from_env())
+    default = ctx.default_checkpoint()
+    with gr.Blocks(title="ST-MANet") as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        no_ckpt = gr.Markdown(
+            "" if default else f"**No model available.** {ctx.no_checkpoint_message()}",
+            elem_id="no-checkpoint",
+        )
+        with gr.Row():
+            checkpoint_dd = gr.Dropdown(
+                choices=ctx.checkpoint_choices(), value=default, label="Model (checkpoint)",
+                allow_custom_value=True, scale=4, elem_id="checkpoint-picker",
+            )
+            refresh = gr.Button("Refresh list", scale=1, size="sm")
+        analysis = gr.State(None)
+        with gr.Tabs():
+            with gr.Tab("Recognise", id="recognise"):
+                rec = recognise.build(ctx, checkpoint_dd, analysis)
+            with gr.Tab("Look inside", id="inside"):
+                ins = inside.build(ctx, checkpoint_dd, analysis)
+            with gr.Tab("Fine-tune", id="finetune"):
+                ft = finetune.build(ctx, checkpoint_dd)
+
+        # A new analysis redraws the Look inside tab.
+        rec["event"].then(ins["render"], ins["render_inputs"], ins["render_outputs"],
+                          api_name="inside_render", api_visibility="undocumented")
+
+        @handler
+        def refresh_choices(current):
+            choices = ctx.checkpoint_choices()
+            values = [p for _, p in choices]
+            value = current if current in values else (values[0] if values else None)
+            return gr.update(choices=choices, value=value)
+
+        refresh.click(refresh_choices, checkpoint_dd, checkpoint_dd, api_name="list_checkpoints")
+
+        @handler
+        def finetune_status() -> dict:
+            """The current (or latest) fine-tuning run: state, progress, ETA, per-epoch metrics."""
+            return finetune.status_json(ctx)
+
+        gr.api(finetune_status, api_name="finetune_status")
+
+        # On page load (and reload): the facts of the model, and re-attach to a running job.
+        demo.load(ins["show_facts"], [checkpoint_dd], ins["facts_outputs"], api_name="on_load_facts",
+                  api_visibility="undocumented")
+        demo.load(ft["poll"], ft["poll_inputs"], ft["poll_outputs"], api_name="on_load_runs",
+                  api_visibility="undocumented")
+    demo.queue(default_concurrency_limit=ctx.config.predict_concurrency, max_size=64)
+    demo.ctx = ctx  # for tests and app.py
+    demo.no_checkpoint = no_ckpt
+    return demo
+
+
+def launch_kwargs(config: AppConfig) -> dict:
+    """What `demo.launch` needs beyond the defaults: upload cap, files it may serve, no run
+    history (it would keep inputs, the Hub token among them, in the browser)."""
+    allowed = [str(p) for p in (config.examples_dir,) if p is not None]
+    return dict(
+        max_file_size=config.max_file_size,
+        allowed_paths=allowed,
+        run_history=False,
+        show_error=True,  # our handlers' gr.Error messages; never tracebacks
+        footer_links=["api", "gradio"],
+    )

@@ -1,0 +1,238 @@
+"""The launched app driven through gradio_client: recognise a real clip, look inside, bad files,
+confinement, and a tiny fine-tuning run started, refused a second time, stopped, while 8
+predictions run at once; the Hub push keeps its token out of every file."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+CLASSES = ["wave", "clap", "jump"]
+
+
+def make_tiny_checkpoint(folder: Path) -> Path:
+    import torch
+
+    from core.checkpoint import save_checkpoint
+    from core.data.clips import ClipConfig
+    from core.model import build_model, config_by_name
+
+    torch.manual_seed(0)
+    model = build_model(config_by_name("stmanet_r10", num_classes=3, base_width=8, residual_gamma_init=0.5))
+    clip = ClipConfig(num_frames=8, stride=1, height=64, width=64, max_windows=8)
+    save_checkpoint(folder, model.eval(), clip, CLASSES, metrics={"top1": 0.5}, data_source="random init (test)")
+    return folder
+
+
+def write_video(path: Path, n: int = 16, size: int = 64, seed: int = 0, speed: int = 2) -> Path:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (size, size))
+    assert writer.isOpened()
+    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    for t in range(n):
+        frame = base.copy()
+        x = (t * speed * 3) % (size - 12)
+        frame[20:32, x : x + 12] = 255
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    from app import AppConfig, build_demo, launch_kwargs
+
+    root = tmp_path_factory.mktemp("app")
+    ckpt = make_tiny_checkpoint(root / "checkpoints" / "tiny")
+    data = root / "data"
+    data.mkdir()
+    cfg = AppConfig(
+        checkpoint=ckpt, checkpoints_dir=root / "checkpoints", runs_dir=root / "runs", data_root=data,
+        examples_dir=None, max_upload_mb=5, decode_seconds=6, predict_concurrency=2,
+    )
+    demo = build_demo(cfg)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(cfg))
+    try:
+        yield {"url": url, "demo": demo, "root": root, "cfg": cfg}
+    finally:
+        demo.ctx.runs.stop()
+        demo.ctx.runs.wait(30)
+        demo.close()
+
+
+@pytest.fixture
+def client(app_server):
+    return Client(app_server["url"], verbose=False)
+
+
+def _recognise(client, path, k=3, checkpoint="tiny", maps=True):
+    return client.predict(handle_file(str(path)), k, checkpoint, maps, api_name="/recognise")
+
+
+def test_recognise_real_clip_and_look_inside(client, shared_data):
+    clip = shared_data / "clips" / "mmaction2_tests_data_test.avi"
+    label, bar, timeline, note = _recognise(client, clip, k=2)
+    assert label["label"] in CLASSES
+    assert len(label["confidences"]) == 2
+    assert 0 < sum(c["confidence"] for c in label["confidences"]) <= 1.0001
+    assert json.loads(bar["plot"])["data"][0]["type"] == "bar"
+    assert "window" in note and "first 6 s" in note
+
+    # the same session's analysis feeds the Look inside endpoints
+    images = client.predict(3, api_name="/inside_frame")
+    assert len(images) == 4 and all(Path(p).is_file() for p in images)
+    heat, strip, curve = client.predict(4, api_name="/inside_temporal")
+    assert json.loads(heat["plot"])["data"][0]["type"] == "heatmap" and Path(strip).is_file()
+    video, download = client.predict(5, api_name="/export_overlay")
+    video_path = video["video"] if isinstance(video, dict) else video
+    assert Path(video_path).suffix in (".mp4", ".webm") and Path(video_path).stat().st_size > 0
+    facts_md, facts = client.predict("tiny", api_name="/checkpoint_facts")
+    assert facts["classes"] == CLASSES and facts["params"] > 0 and facts["gflops"] > 0
+    assert "GFLOPs per clip" in facts_md
+
+
+def test_bad_inputs_give_clear_messages(client, tmp_path):
+    bad = {
+        "text.mp4": b"this is not a video\n" * 10,
+        "random.mp4": np.random.default_rng(0).integers(0, 255, 4000, dtype=np.uint8).tobytes(),
+        "empty.mp4": b"",
+    }
+    for name, data in bad.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(Exception) as err:
+            _recognise(client, p)
+        msg = str(err.value)
+        assert name in msg or "empty" in msg, msg
+        assert "Traceback" not in msg and "/gradio/" not in msg
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * (6 * 1024 * 1024))
+    with pytest.raises(Exception, match="MB"):
+        _recognise(client, big)
+    ok = write_video(tmp_path / "ok.mp4")
+    with pytest.raises(Exception, match="not one of this server's checkpoints"):
+        _recognise(client, ok, checkpoint="../../etc")
+    # Look inside before any analysis in this session: a message, not a crash
+    with pytest.raises(Exception, match="Recognise a video first"):
+        client.predict(5, api_name="/export_overlay")
+
+
+def _zip_dataset(tmp_path: Path) -> Path:
+    z = tmp_path / "gestures.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for c, cls in enumerate(("slow", "fast")):
+            for i in range(4):
+                v = write_video(tmp_path / f"{cls}{i}.mp4", n=16, seed=10 * c + i, speed=1 + 3 * c)
+                zf.write(v, f"mydata/{cls}/{cls}{i}.mp4")
+    return z
+
+
+def _start(client, **kw):
+    args = dict(source="Upload a zip", zip_file=None, folder="", layout="ucf101", layout_root="",
+                splits_dir="", train_list="", val_list="", class_list="", split=1, start_from="tiny",
+                epochs=1, lr=0.001, batch_size=2, frames=8, freeze=1, optimizer="adamw")
+    args.update(kw)
+    return client.predict(*args.values(), api_name="/finetune_start")
+
+
+def _wait_status(client, states, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = client.predict(api_name="/finetune_status")
+        if st["state"] in states:
+            return st
+        time.sleep(0.3)
+    raise AssertionError(f"run never reached {states}: {st}")
+
+
+def test_finetune_confinement(client):
+    with pytest.raises(Exception, match="outside the data root"):
+        _start(client, source="Folder on the server", folder="../")
+    with pytest.raises(Exception, match="outside the data root"):
+        _start(client, source="Folder on the server", folder="/etc")
+    with pytest.raises(Exception, match="Upload a zip"):
+        _start(client)
+
+
+def test_finetune_start_refuse_second_predict_meanwhile_stop(client, app_server, tmp_path, shared_data, caplog):
+    ctx = app_server["demo"].ctx
+    clip = shared_data / "clips" / "paddlevideo_example.avi"
+    baseline = _recognise(client, clip, maps=False)[0]
+
+    z = _zip_dataset(tmp_path)
+    md = _start(client, zip_file=handle_file(str(z)), epochs=50)[0]
+    assert "Run" in md
+    st = _wait_status(client, ("running",))
+    run_id = st["run_id"]
+    with pytest.raises(Exception, match=f"already going: {run_id}"):
+        _start(client, zip_file=handle_file(str(z)), epochs=1)
+
+    # 8 predictions at once while the run trains: all answer, all the same answer
+    clients = [Client(app_server["url"], verbose=False) for _ in range(8)]
+    with cf.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda c: _recognise(c, clip, maps=False)[0], clients))
+    for r in results:
+        assert r["label"] == baseline["label"]
+        np.testing.assert_allclose([c["confidence"] for c in r["confidences"]],
+                                   [c["confidence"] for c in baseline["confidences"]], atol=1e-4)
+
+    # a reload: a new session sees the same run
+    st = Client(app_server["url"], verbose=False).predict(api_name="/finetune_status")
+    assert st["run_id"] == run_id and st["state"] in ("running", "stopping")
+
+    client.predict(api_name="/finetune_stop")
+    st = _wait_status(client, ("stopped", "finished", "failed"), timeout=60)
+    assert st["state"] == "stopped", st
+    assert st["checkpoint_dir"]
+    # the run's checkpoint is in the picker at once, and it answers
+    assert f"run/{run_id}" in [key for _, key in ctx.checkpoint_choices()]
+    label = _recognise(client, clip, checkpoint=f"run/{run_id}", maps=False)[0]
+    assert label["label"] in ("slow", "fast")
+
+    # push it: the token reaches only push_to_hub and is cleared from the page
+    import core.checkpoint as checkpoint_mod
+
+    token = "hf_TESTTOKENabcdefghijklmnop"
+    seen = {}
+
+    def fake_push(folder, repo_id, tok, api=None, **kw):
+        seen.update(folder=str(folder), repo=repo_id, token=tok)
+        return f"https://huggingface.co/{repo_id}"
+
+    caplog.set_level(logging.DEBUG)
+    orig = checkpoint_mod.push_to_hub
+    checkpoint_mod.push_to_hub = fake_push
+    try:
+        msg, token_box = client.predict(f"run/{run_id}", "me/stmanet-test", token, api_name="/push_to_hub")
+    finally:
+        checkpoint_mod.push_to_hub = orig
+    assert "huggingface.co/me/stmanet-test" in msg and token_box == ""
+    assert seen["token"] == token and seen["folder"].endswith("checkpoint")
+    assert token not in caplog.text
+    for p in Path(st["run_dir"]).rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".md", ".txt", ".log"):
+            assert token not in p.read_text(errors="ignore"), p
+
+
+def test_app_without_checkpoint_says_so(tmp_path):
+    from app import AppConfig, build_demo
+
+    cfg = AppConfig(checkpoint=None, checkpoints_dir=tmp_path / "none", runs_dir=tmp_path / "runs",
+                    data_root=None, examples_dir=None)
+    demo = build_demo(cfg)
+    assert "No model" in demo.no_checkpoint.value
+    from app.recognise import run_prediction
+
+    with pytest.raises(ValueError, match="No model checkpoint was found"):
+        run_prediction(demo.ctx, str(write_video(tmp_path / "v.mp4")), 3, None)
