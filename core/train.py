@@ -58,6 +58,7 @@ class TrainConfig:
     # Model
     model: str = "stmanet_r50"  # a Table 4 name, e.g. stmanet_r18, r3d18_baseline
     base_width: int | None = None  # None: the name's default (64)
+    stem_temporal_kernel: int = 7  # 7: the paper's stem; 3 makes CPU-sized models much cheaper
     dropout: float = 0.5
     init_checkpoint: str | None = None  # fine-tune from this checkpoint (classifier replaced if classes differ)
     freeze_stages: int = 0  # 1: freeze the stem; n: the stem and residual stages 2..n
@@ -234,7 +235,8 @@ def build_run_model(cfg: TrainConfig, class_names: list[str]) -> tuple[torch.nn.
         if list(loaded.class_names) != list(class_names):
             model = replace_classifier(model, len(class_names))
         return model, {"init_checkpoint": str(cfg.init_checkpoint), "init_classes": list(loaded.class_names)}
-    overrides = {"num_classes": len(class_names), "dropout": cfg.dropout}
+    overrides = {"num_classes": len(class_names), "dropout": cfg.dropout,
+                 "stem_temporal_kernel": cfg.stem_temporal_kernel}
     if cfg.base_width:
         overrides["base_width"] = cfg.base_width
     return build_model(config_by_name(cfg.model, **overrides)), {}
@@ -325,7 +327,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
               "val_videos": len(val_list.samples), "device": str(device), "world_size": d.world,
               "resumed_at": [start_epoch, skip_batches] if cfg.resume else None})
 
-    started = time.time()
+    train_seconds = 0.0  # time in training steps only (not validation or checkpointing): for rate and ETA
     done_steps = 0
     total_steps = steps_per_epoch * (cfg.epochs - start_epoch) - skip_batches
     for epoch in range(start_epoch, cfg.epochs):
@@ -347,6 +349,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
         step = skip_batches
         bar = _progress(cfg, d, steps_per_epoch, step, epoch)
         t_epoch = time.time()
+        t_step = time.time()
         for clips, labels in loader:
             if step >= steps_per_epoch:
                 break
@@ -373,7 +376,9 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
             done_steps += 1
             correct += int((out.logits.argmax(1) == labels).sum())
             seen += len(labels)
-            elapsed = time.time() - started
+            train_seconds += time.time() - t_step
+            t_step = time.time()
+            elapsed = train_seconds
             rate = done_steps * cfg.batch_size * d.world / max(elapsed, 1e-9)
             event = {"event": "step", "epoch": epoch + 1, "step": step, "steps_per_epoch": steps_per_epoch,
                      **terms.as_floats(), "loss": terms.as_floats()["total"], "lr": lr, "clips_per_s": rate,

@@ -1,6 +1,6 @@
 """3D ResNet backbone (paper 3.1).
 
-Stage 1: Conv3d 7x7x7 (stride 1,2,2) -> BN -> ReLU -> MaxPool 3x3x3 (stride 2).
+Stage 1: Conv3d 7x7x7 (stride 1,2,2; temporal kernel configurable) -> BN -> ReLU -> MaxPool 3x3x3 (stride 2).
 Stages 2-5: residual blocks; the first block of stages 3-5 halves T, H and W.
 For a 32x112x112 clip: stage 2 is 16x28x28, stage 3 8x14x14, stage 4 4x7x7, stage 5 2x4x4.
 
@@ -60,9 +60,10 @@ class Bottleneck(nn.Module):
 class Stem(nn.Module):
     """Stage 1: (B, 3, T, H, W) -> (B, base, T/2, H/4, W/4)."""
 
-    def __init__(self, in_channels: int, width: int) -> None:
+    def __init__(self, in_channels: int, width: int, temporal_kernel: int = 7) -> None:
         super().__init__()
-        self.conv = conv_bn(in_channels, width, 7, stride=(1, 2, 2), padding=3)
+        kernel = (temporal_kernel, 7, 7)
+        self.conv = conv_bn(in_channels, width, kernel, stride=(1, 2, 2), padding=(temporal_kernel // 2, 3, 3))
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.MaxPool3d(3, stride=2, padding=1)
 
@@ -74,7 +75,7 @@ def make_stages(cfg: STMANetConfig) -> tuple[Stem, nn.ModuleList]:
     """Stage 1 and the four residual stages of a 3D ResNet of `cfg.depth` layers."""
     blocks_per_stage, bottleneck = STAGE_BLOCKS[cfg.depth]
     block = Bottleneck if bottleneck else BasicBlock
-    stem = Stem(cfg.in_channels, cfg.base_width)
+    stem = Stem(cfg.in_channels, cfg.base_width, cfg.stem_temporal_kernel)
     stages = nn.ModuleList()
     c_in = cfg.base_width
     for index, n_blocks in enumerate(blocks_per_stage):
