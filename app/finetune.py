@@ -42,7 +42,8 @@ def status_markdown(st: dict) -> str:
     bar = "█" * int(pct // 5) + "░" * (20 - int(pct // 5))
     last = st.get("last_step") or {}
     lines = [
-        f"**Run {st.get('run_id')}**: **{state}** ({st.get('message', '')})",
+        f"**Run {st.get('run_id')}**: **{state}**"
+        + (f" ({st['message']})" if st.get("message") and st.get("message") != state else ""),
         f"`{bar}` {pct:.0f}%  epoch {last.get('epoch', 0)}/{cfg.get('epochs', '?')}, "
         f"step {last.get('step', 0)}/{last.get('steps_per_epoch', '?')}",
         f"elapsed {_fmt_s(st.get('elapsed_s'))}, ETA {_fmt_s(st.get('eta_s')) if state in ACTIVE_STATES else '-'}"
@@ -152,8 +153,9 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
                 batch = gr.Number(8, label="Batch size", precision=0, minimum=1, maximum=256)
             with gr.Row():
                 frames = gr.Number(16, label="Frames per clip", precision=0, minimum=1, maximum=128)
-                freeze = gr.Slider(0, 5, value=2, step=1, label="Freeze (0 none, 1 stem, n: stem + stages 2..n)")
                 optimizer = gr.Radio(["sgd", "adamw"], value="adamw", label="Optimizer")
+            freeze = gr.Slider(0, 5, value=2, step=1, label="Freeze early stages",
+                               info="0: train everything; 1: freeze the stem; n: the stem and stages 2..n")
             with gr.Row():
                 start = gr.Button("Start fine-tuning", variant="primary")
                 stop = gr.Button("Stop (saves a checkpoint)", variant="stop")
@@ -183,6 +185,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
     @handler
     def start_run(source, zip_file, folder, layout, layout_root, splits_dir, train_list, val_list,
                   class_list, split, start_from, epochs, lr, batch_size, frames, freeze, optimizer):
+        ctx.runs.ensure_idle()  # before unpacking a zip for nothing
         values = build_config(ctx, source, zip_file, folder, layout, layout_root, splits_dir, train_list,
                               val_list, class_list, split, start_from, epochs, lr, batch_size, frames,
                               freeze, optimizer)

@@ -50,11 +50,22 @@ def overlay_frame(pred, stage: int, frame: int) -> np.ndarray | None:
     return spatial_overlay(pred.frames[f : f + 1], s.spatial[pred.frames_window])[0]
 
 
+def _display_size(image: np.ndarray | None, short_side: int = 224) -> np.ndarray | None:
+    """Enlarge a small crop for the page (the model sees ~112 px; a browser shows it tiny)."""
+    if image is None or min(image.shape[:2]) >= short_side:
+        return image
+    import cv2
+
+    scale = short_side / min(image.shape[:2])
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+
+
 def spatial_images(analysis, frame) -> list:
     if analysis is None or not analysis.prediction.attention:
         return [None] * len(STAGES)
     pred = analysis.prediction
-    return [overlay_frame(pred, st, frame or 0) for st in STAGES]
+    return [_display_size(overlay_frame(pred, st, frame or 0)) for st in STAGES]
 
 
 def strip(frames: np.ndarray) -> np.ndarray:
@@ -154,7 +165,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
         gr.Markdown("Red = positions that receive much attention at that stage, over the window the "
                     "model was most sure about. Stage 2 is early (fine detail), stage 5 late (coarse).")
         with gr.Row():
-            images = [gr.Image(label=f"Stage {s}", type="numpy", interactive=False, height=200,
+            images = [gr.Image(label=f"Stage {s}", type="numpy", interactive=False, height=240,
                                elem_id=f"inside-spatial-{s}", buttons=["download"]) for s in STAGES]
         with gr.Row():
             frame = gr.Slider(0, 31, value=0, step=1, label="Frame of the window", scale=4)
@@ -182,7 +193,8 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
         reading = gr.Markdown()
     with gr.Accordion("About this checkpoint", open=False):
         facts_md = gr.Markdown()
-        facts_json = gr.JSON(label="Full configuration")
+        with gr.Accordion("Full configuration (JSON)", open=False):
+            facts_json = gr.JSON(label="Full configuration")
 
     @handler
     def render(analysis_value, stage):
@@ -256,7 +268,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
     timer.tick(advance, [analysis, frame], [frame, timer], api_name="inside_tick",
                api_visibility="undocumented", show_progress="hidden")
     export_btn.click(export, [analysis, export_stage], [export_video, export_file], api_name="export_overlay",
-                     concurrency_id="model")
+                     concurrency_id="model", concurrency_limit=ctx.config.predict_concurrency)
     t_stage.change(on_temporal_stage, [analysis, t_stage], [t_heat, strip_img, curve], api_name="inside_temporal")
     checkpoint_dd.change(show_facts, [checkpoint_dd], [facts_md, facts_json], api_name="checkpoint_facts")
     return {"render": render, "render_inputs": [analysis, t_stage], "render_outputs": render_outputs,

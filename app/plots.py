@@ -98,7 +98,8 @@ def training(status: dict) -> tuple[go.Figure, go.Figure, go.Figure]:
     loss = make_subplots(specs=[[{"secondary_y": True}]])
     for key, name, secondary in (("loss", "total", False), ("ce", "cross-entropy", False),
                                  ("spatial", "spatial diversity L_s", True),
-                                 ("temporal", "temporal diversity L_t", True)):
+                                 ("temporal", "temporal diversity L_t", True),
+                                 ("stage_heads", "stage heads (Fig. 4 probes)", False)):
         ys = [s.get(key) for s in pts]
         if any(y is not None for y in ys):
             loss.add_trace(go.Scatter(x=x, y=ys, mode="lines", name=name), secondary_y=secondary)
@@ -123,7 +124,7 @@ def training(status: dict) -> tuple[go.Figure, go.Figure, go.Figure]:
         ys = [e.get(key) for e in epochs]
         if any(y is not None for y in ys):
             div.add_trace(go.Scatter(x=ex, y=ys, mode="lines+markers", name=name))
-    div.update_layout(**_LAYOUT, title="Mean cosine similarity between stages (lower = more diverse)",
+    div.update_layout(**_LAYOUT, title="Stage similarity (lower = more diverse)",
                       xaxis=dict(title="epoch", dtick=1), yaxis=dict(title="similarity"),
                       legend=dict(orientation="h", y=-0.3))
     if not epochs or not div.data:

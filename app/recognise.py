@@ -83,7 +83,8 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
         "Upload a video, record one with your webcam, or pick an example. The model looks at "
         "consecutive windows of the video and averages them; the timeline shows where each action "
         f"is strongest. Videos up to {cfg.max_upload_mb:g} MB and {cfg.max_video_minutes:g} min; "
-        f"the first {cfg.decode_seconds:g} s are analysed."
+        f"the first {cfg.decode_seconds:g} s are analysed. AVI, MKV and GIF files are recognised "
+        "too, though the browser cannot preview them."
     )
     with gr.Row():
         with gr.Column(scale=1):

@@ -533,6 +533,24 @@ class RunManager:
                 return rec
         return None
 
+    def ensure_idle(self) -> None:
+        """Raise `RunBusyError` (a polite message naming the run) if a run is going."""
+        act = self.active_run()
+        if act is not None:
+            rec = self._read_record(act.run_dir) or {}
+            raise RunBusyError(
+                f"a fine-tuning run is already going: {act.run_id}, started "
+                f"{rec.get('started', '?')}. Only one run at a time on this server; "
+                "wait for it to end or stop it."
+            )
+        other = self._busy_record()
+        if other is not None:
+            raise RunBusyError(
+                f"a fine-tuning run is already going: {other.get('run_id')}, started "
+                f"{other.get('started', '?')} (in another server process). "
+                "Only one run at a time on this server."
+            )
+
     def start(self, cfg: Any) -> str:
         """Start a run in the background and return its id; `RunBusyError` if one is going.
 
@@ -541,21 +559,7 @@ class RunManager:
         """
         values = _config_to_dict(cfg)
         with self._start_lock:
-            act = self.active_run()
-            if act is not None:
-                rec = self._read_record(act.run_dir) or {}
-                raise RunBusyError(
-                    f"a fine-tuning run is already going: {act.run_id}, started "
-                    f"{rec.get('started', '?')}. Only one run at a time on this server; "
-                    "wait for it to end or stop it."
-                )
-            other = self._busy_record()
-            if other is not None:
-                raise RunBusyError(
-                    f"a fine-tuning run is already going: {other.get('run_id')}, started "
-                    f"{other.get('started', '?')} (in another server process). "
-                    "Only one run at a time on this server."
-                )
+            self.ensure_idle()
             values = self._confine(values)
             run_id = f"{_dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
             run_dir = self.runs_root / run_id

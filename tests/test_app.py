@@ -103,6 +103,9 @@ def test_recognise_real_clip_and_look_inside(client, shared_data):
 
 
 def test_bad_inputs_give_clear_messages(client, tmp_path):
+    # Look inside before any analysis in this session: a message, not a crash
+    with pytest.raises(Exception, match="Recognise a video first"):
+        client.predict(5, api_name="/export_overlay")
     bad = {
         "text.mp4": b"this is not a video\n" * 10,
         "random.mp4": np.random.default_rng(0).integers(0, 255, 4000, dtype=np.uint8).tobytes(),
@@ -116,6 +119,18 @@ def test_bad_inputs_give_clear_messages(client, tmp_path):
         msg = str(err.value)
         assert name in msg or "empty" in msg, msg
         assert "Traceback" not in msg and "/gradio/" not in msg
+    # a truncated real video: recognised from what is left, or refused in words
+    real = write_video(tmp_path / "whole.mp4", n=40)
+    cut = tmp_path / "truncated.mp4"
+    cut.write_bytes(real.read_bytes()[: real.stat().st_size // 2])
+    try:
+        assert _recognise(client, cut)[0]["label"] in CLASSES
+    except Exception as exc:  # noqa: BLE001
+        assert "Traceback" not in str(exc) and "truncated.mp4" in str(exc), str(exc)
+    # unicode and spaces in the name work
+    odd = write_video(tmp_path / "vidéo d'essai 1.mp4")
+    label, _, _, note = _recognise(client, odd)
+    assert label["label"] in CLASSES and "vidéo d'essai 1.mp4" in note
     big = tmp_path / "big.mp4"
     big.write_bytes(b"\0" * (6 * 1024 * 1024))
     with pytest.raises(Exception, match="MB"):
@@ -123,9 +138,6 @@ def test_bad_inputs_give_clear_messages(client, tmp_path):
     ok = write_video(tmp_path / "ok.mp4")
     with pytest.raises(Exception, match="not one of this server's checkpoints"):
         _recognise(client, ok, checkpoint="../../etc")
-    # Look inside before any analysis in this session: a message, not a crash
-    with pytest.raises(Exception, match="Recognise a video first"):
-        client.predict(5, api_name="/export_overlay")
 
 
 def _zip_dataset(tmp_path: Path) -> Path:

@@ -1,0 +1,75 @@
+"""End to end in headless Chromium (Playwright, system /usr/bin/chromium): upload a video, see the
+top-k labels, open Look inside and see an attention image; a screenshot goes under tmp_path."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is absent: install it with `apt-get install -y chromium`")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from app import AppConfig, build_demo, launch_kwargs
+    from tests.test_app import make_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("browser")
+    ckpt = make_tiny_checkpoint(root / "checkpoints" / "tiny")
+    cfg = AppConfig(checkpoint=ckpt, checkpoints_dir=root / "checkpoints", runs_dir=root / "runs",
+                    data_root=None, examples_dir=None, decode_seconds=6)
+    demo = build_demo(cfg)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, ssr_mode=False, **launch_kwargs(cfg))
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def test_upload_recognise_and_look_inside(browser, server, shared_data, tmp_path):
+    clip = shared_data / "clips" / "mmaction2_tests_data_test.mp4"
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+        page.locator("#recognise-video input[type=file]").set_input_files(str(clip), timeout=30_000)
+        # the uploaded video shows up in the player before we press the button
+        page.locator("#recognise-video video").first.wait_for(state="attached", timeout=30_000)
+        page.locator("#recognise-button").click()
+        label = page.locator("#recognise-label")
+        label.get_by_text("wave").first.wait_for(timeout=60_000)
+        for name in ("wave", "clap", "jump"):
+            assert label.get_by_text(name).count() >= 1
+        page.screenshot(path=str(tmp_path / "recognise.png"), full_page=True)
+
+        page.get_by_role("tab", name="Look inside").click()
+        img = page.locator("#inside-spatial-5 img")
+        img.first.wait_for(state="visible", timeout=60_000)
+        src = img.first.get_attribute("src")
+        assert src and ("/file=" in src or "gradio_api/file" in src or src.startswith("data:image"))
+        page.locator("#inside-status").get_by_text("top class").wait_for(timeout=30_000)
+        shot = tmp_path / "look_inside.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+    finally:
+        page.close()
+    assert not errors, errors
