@@ -12,6 +12,7 @@
 | STMANET_MAX_VIDEO_MINUTES   | 30                                       | longest video accepted (from metadata) |
 | STMANET_DECODE_SECONDS      | 60                                       | decoded length cap per video           |
 | STMANET_PREDICT_CONCURRENCY | 2                                        | predictions computed at once           |
+| STMANET_DEVICE              | auto (CUDA when present)                 | where predictions run                  |
 """
 from __future__ import annotations
 

@@ -115,8 +115,11 @@ class AppContext:
         )
         self._lock = threading.Lock()
         self._predictors: OrderedDict[str, Any] = OrderedDict()
-        self._facts: dict[str, dict] = {}
+        self._facts: dict[tuple, dict] = {}
         self._max_loaded = max_loaded
+        # where predictions run: STMANET_DEVICE=cpu|cuda|cuda:N; unset or "auto": CUDA when present
+        device = os.environ.get("STMANET_DEVICE", "auto").strip().lower()
+        self.device = None if device in ("", "auto") else device
 
     # -- checkpoints ---------------------------------------------------------------------------
     # The picker's values are short keys ("gestures_r18", "run/20261125-130102-ab12"), not server
@@ -186,13 +189,24 @@ class AppContext:
                 return key
         return None
 
+    @staticmethod
+    def _stamp(path: str) -> tuple:
+        """Changes when the folder's weights are rewritten (a run saves every epoch)."""
+        try:
+            st = (Path(path) / "config.json").stat()
+            return (path, st.st_mtime_ns, st.st_size)
+        except OSError:
+            return (path, None, None)
+
     def predictor(self, checkpoint: str | None):
-        """A loaded `core.predict.Predictor` for a listed checkpoint key (cached)."""
+        """A loaded `core.predict.Predictor` for a listed checkpoint key (cached; reloaded when
+        the checkpoint on disk changes)."""
         path = self.allowed_checkpoint(checkpoint)
+        stamp = self._stamp(path)
         with self._lock:
-            pred = self._predictors.get(path)
+            pred = self._predictors.get(stamp)
             if pred is not None:
-                self._predictors.move_to_end(path)
+                self._predictors.move_to_end(stamp)
                 return pred
             try:
                 from core.predict import Predictor
@@ -200,32 +214,28 @@ class AppContext:
                 log.exception("core.predict is not available")
                 raise UserError(f"prediction is not available on this server yet ({exc})") from None
             log.info("loading checkpoint %s", path)
-            pred = Predictor(path)
-            self._predictors[path] = pred
+            pred = Predictor(path, device=self.device)
+            for old in [k for k in self._predictors if k[0] == path]:
+                del self._predictors[old]
+            self._predictors[stamp] = pred
             while len(self._predictors) > self._max_loaded:
                 self._predictors.popitem(last=False)
             return pred
 
-    def forget(self, folder: str) -> None:
-        """Drop a cached model (its folder was rewritten, e.g. a run's next epoch)."""
-        with self._lock:
-            self._predictors.pop(str(Path(folder).resolve()), None)
-            self._facts.pop(str(Path(folder).resolve()), None)
-
     def facts(self, checkpoint: str | None) -> dict:
-        """The checkpoint's facts for the Look inside tab, computed once per checkpoint:
+        """The checkpoint's facts for the Look inside tab, computed once per checkpoint version:
         config, classes, parameters, GFLOPs per clip (torch.utils.flop_counter), metrics."""
         path = self.allowed_checkpoint(checkpoint)
+        stamp = self._stamp(path)
         with self._lock:
-            if path in self._facts:
-                return self._facts[path]
+            if stamp in self._facts:
+                return self._facts[stamp]
         pred = self.predictor(checkpoint)
         ckpt = _loaded_checkpoint(pred)
         model = ckpt.model
         clip = ckpt.clip_cfg
         facts = {
-            "path": path,
-            "name": Path(path).name,
+            "name": self.key_of(path) or Path(path).name,
             "classes": list(ckpt.class_names),
             "model": ckpt.model_cfg.to_dict(),
             "clip": clip.to_dict() if hasattr(clip, "to_dict") else dict(vars(clip)),
@@ -236,7 +246,7 @@ class AppContext:
             "data_source": (ckpt.meta or {}).get("data_source"),
         }
         with self._lock:
-            self._facts[path] = facts
+            self._facts[stamp] = facts
         return facts
 
 
