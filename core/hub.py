@@ -1,0 +1,61 @@
+"""Hugging Face Hub round trip from the command line (only ever on an explicit user action).
+
+    python -m core.hub push runs/gestures/best user/stmanet-gestures     # token from $HF_TOKEN or a prompt
+    python -m core.hub pull user/stmanet-gestures checkpoints/from-hub
+
+A checkpoint folder is already the Hub repo layout (model.safetensors, config.json, README.md),
+so pushing uploads the folder as is (never training_state.pt) and pulling copies the repo's
+weights, config and card into a folder `load_checkpoint` reads. The token is read from the
+environment or typed at a hidden prompt; it is never printed or written.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .checkpoint import CheckpointError, download_checkpoint, load_checkpoint, push_to_hub
+
+
+def pull(repo_id: str, destination: str | Path, token: str | None = None, revision: str | None = None) -> Path:
+    """Download a Hub checkpoint into `destination` and check that it loads."""
+    source = download_checkpoint(repo_id, revision=revision, token=token)
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "config.json", "README.md"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, destination / name)
+    load_checkpoint(destination)  # a download that does not load is an error now, not in the app later
+    return destination
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    push_p = sub.add_parser("push", help="upload a checkpoint folder to a Hub model repo")
+    push_p.add_argument("folder")
+    push_p.add_argument("repo_id")
+    push_p.add_argument("--private", action="store_true")
+    pull_p = sub.add_parser("pull", help="download a Hub checkpoint into a folder")
+    pull_p.add_argument("repo_id")
+    pull_p.add_argument("folder")
+    pull_p.add_argument("--revision")
+    args = parser.parse_args(argv)
+    token = os.environ.get("HF_TOKEN")
+    try:
+        if args.command == "push":
+            token = token or getpass.getpass("Hugging Face token (input hidden): ")
+            print(push_to_hub(args.folder, args.repo_id, token, private=args.private))
+        else:
+            print(pull(args.repo_id, args.folder, token=token, revision=args.revision))
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
