@@ -57,7 +57,8 @@ def status_markdown(st: dict) -> str:
     if state in ("finished", "stopped") and st.get("checkpoint_dir"):
         lines.append(f"Checkpoint ready: it is now in the model picker as *run {st.get('run_id')}*.")
     if state == "interrupted":
-        lines.append("The server restarted while this run was going; its last epoch checkpoint is kept.")
+        lines.append("The server restarted while this run was going; its last checkpoint is kept. "
+                     "*Resume the last run* continues it.")
     return "\n\n".join(lines)
 
 
@@ -159,6 +160,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
             with gr.Row():
                 start = gr.Button("Start fine-tuning", variant="primary")
                 stop = gr.Button("Stop (saves a checkpoint)", variant="stop")
+                resume = gr.Button("Resume the last run", variant="secondary")
     status_md = gr.Markdown("No fine-tuning run on this server yet.", elem_id="finetune-status")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss")
@@ -201,6 +203,12 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
             gr.Warning("No run is going.")
         return poll(None, force=True)
 
+    @handler
+    def resume_run():
+        run_id = ctx.runs.resume()
+        gr.Info(f"Run {run_id} resumes from its last checkpoint.")
+        return poll(None, force=True)
+
     def poll(last_seen, force: bool = False):
         st = ctx.runs.status()
         sig = [st.get("run_id"), st.get("state"), len(st.get("steps") or []), len(st.get("epochs") or [])]
@@ -241,6 +249,8 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
                 concurrency_id="finetune_control")
     stop.click(stop_run, None, status_outputs, api_name="finetune_stop", concurrency_limit=1,
                concurrency_id="finetune_control")
+    resume.click(resume_run, None, status_outputs, api_name="finetune_resume", concurrency_limit=1,
+                 concurrency_id="finetune_control")
     timer.tick(poll_handler, [seen], status_outputs, api_name="finetune_poll", show_progress="hidden",
                api_visibility="undocumented")
     push.click(push_handler, [push_ckpt, repo_id, token], [push_result, token], api_name="push_to_hub",

@@ -565,7 +565,11 @@ class RunManager:
             run_dir = self.runs_root / run_id
             run_dir.mkdir(parents=True)
             values["run_dir"] = str(run_dir)
-            train_cfg = self._make_config(values)  # may raise ValueError: nothing started
+            try:
+                train_cfg = self._make_config(values)  # may raise ValueError: nothing started
+            except BaseException:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise
             record = {
                 "run_id": run_id,
                 "state": "starting",
@@ -580,17 +584,51 @@ class RunManager:
                 "config": _public_config(values),
             }
             _write_json_atomic(run_dir / RUN_FILE, record)
-            stop_event = threading.Event()
-            act = _ActiveRun(run_id, run_dir, None, stop_event)  # type: ignore[arg-type]
-            thread = threading.Thread(
-                target=self._run, args=(act, train_cfg), name=f"finetune-{run_id}", daemon=True
-            )
-            act.thread = thread
-            with _ACTIVE_LOCK:
-                _ACTIVE[str(run_dir)] = act
-            thread.start()
-            log.info("fine-tuning run %s started in %s", run_id, run_dir)
+            self._launch(run_id, run_dir, train_cfg)
             return run_id
+
+    def resume(self, run_id: str | None = None) -> str:
+        """Continue an interrupted, stopped or failed run from its last checkpoint (the trainer's
+        `resume`), in the same folder; returns its id. `RunBusyError` if a run is going."""
+        with self._start_lock:
+            self.ensure_idle()
+            if run_id is None:
+                dirs = self._run_dirs()
+                if not dirs:
+                    raise ValueError("there is no run to resume")
+                run_dir = dirs[0]
+            else:
+                if not _SAFE_ID.match(run_id) or not (self.runs_root / run_id / RUN_FILE).is_file():
+                    raise ValueError(f"no run '{run_id}'")
+                run_dir = self.runs_root / run_id
+            rec = self._read_record(run_dir) or {}
+            state = self._effective_state(rec)
+            if state not in ("interrupted", "stopped", "failed"):
+                raise ValueError(f"run {run_dir.name} is {state}: only an interrupted, stopped or "
+                                 "failed run can be resumed")
+            if not (run_dir / CHECKPOINT_SUBDIR / "config.json").is_file():
+                raise ValueError(f"run {run_dir.name} saved no checkpoint yet: start it again instead")
+            values = dict(rec.get("config") or {})
+            values = self._confine(values)
+            values.update(run_dir=str(run_dir), resume=True)
+            train_cfg = self._make_config(values)
+            self._update_record(run_dir, state="starting", message="resuming from the last checkpoint",
+                                ended=None, error=None, pid=os.getpid(),
+                                resumed=int(rec.get("resumed") or 0) + 1)
+            self._launch(run_dir.name, run_dir, train_cfg)
+            return run_dir.name
+
+    def _launch(self, run_id: str, run_dir: Path, train_cfg: Any) -> None:
+        stop_event = threading.Event()
+        act = _ActiveRun(run_id, run_dir, None, stop_event)  # type: ignore[arg-type]
+        thread = threading.Thread(
+            target=self._run, args=(act, train_cfg), name=f"finetune-{run_id}", daemon=True
+        )
+        act.thread = thread
+        with _ACTIVE_LOCK:
+            _ACTIVE[str(run_dir)] = act
+        thread.start()
+        log.info("fine-tuning run %s started in %s", run_id, run_dir)
 
     def _confine(self, values: dict) -> dict:
         out = dict(values)
@@ -714,7 +752,13 @@ class RunManager:
         if not self.runs_root.is_dir():
             return []
         dirs = [p for p in self.runs_root.iterdir() if p.is_dir() and (p / RUN_FILE).is_file()]
-        return sorted(dirs, key=lambda p: p.name, reverse=True)
+
+        def started(p: Path) -> tuple:
+            rec = self._read_record(p) or {}
+            ts = rec.get("started_ts")
+            return (ts if isinstance(ts, (int, float)) else 0.0, p.name)
+
+        return sorted(dirs, key=started, reverse=True)  # newest first
 
     @staticmethod
     def _read_record(run_dir: Path) -> dict | None:

@@ -212,6 +212,14 @@ def test_finetune_start_refuse_second_predict_meanwhile_stop(client, app_server,
     label = _recognise(client, clip, checkpoint=f"run/{run_id}", maps=False)[0]
     assert label["label"] in ("slow", "fast")
 
+    # resume it in the same folder, and stop it again
+    client.predict(api_name="/finetune_resume")
+    st2 = _wait_status(client, ("running", "finished"))
+    assert st2["run_id"] == run_id
+    client.predict(api_name="/finetune_stop")
+    st = _wait_status(client, ("stopped", "finished", "failed"), timeout=60)
+    assert st["state"] in ("stopped", "finished") and st["resumed"] == 1, st
+
     # push it: the token reaches only push_to_hub and is cleared from the page
     import core.checkpoint as checkpoint_mod
 

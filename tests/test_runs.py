@@ -318,3 +318,31 @@ def test_list_checkpoints_shipped_and_runs(tmp_path):
     with pytest.raises(PathNotAllowedError, match="no data root"):
         mgr.resolve_data_path("x")
     assert os.path.isdir(tmp_path / "runs")
+
+
+def test_resume_a_stopped_run_in_the_same_folder(roots):
+    gate = threading.Event()
+    calls = []
+    fake = make_fake_train(steps_per_epoch=50, gate=gate)
+
+    def recording(cfg, callback=None, stop_event=None):
+        calls.append(dict(cfg))
+        return fake(cfg, callback, stop_event)
+
+    mgr = _manager(roots, train_fn=recording)
+    with pytest.raises(ValueError, match="no run to resume"):
+        mgr.resume()
+    run_id = mgr.start(_cfg(roots[1], epochs=1))
+    with pytest.raises(RunBusyError):
+        mgr.resume()
+    mgr.stop()
+    gate.set()
+    assert mgr.wait(10) and mgr.status()["state"] == "stopped"
+    assert mgr.resume() == run_id
+    assert mgr.wait(10)
+    st = mgr.status()
+    assert st["run_id"] == run_id and st["state"] == "finished" and st["resumed"] == 1
+    assert calls[1]["resume"] is True and calls[1]["run_dir"] == calls[0]["run_dir"]
+    assert calls[1]["data_root"] == calls[0]["data_root"]
+    with pytest.raises(ValueError, match="only an interrupted, stopped or failed"):
+        mgr.resume(run_id)
