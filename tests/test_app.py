@@ -256,3 +256,43 @@ def test_app_without_checkpoint_says_so(tmp_path):
 
     with pytest.raises(ValueError, match="No model checkpoint was found"):
         run_prediction(demo.ctx, str(write_video(tmp_path / "v.mp4")), 3, None)
+
+
+def test_build_config_for_each_data_source(tmp_path):
+    """The Fine-tune tab's inputs -> TrainConfig fields, with every path confined to the data root."""
+    from app import AppConfig, AppContext
+    from app.finetune import SOURCES, build_config
+    from core.runs import PathNotAllowedError
+
+    ckpt = make_tiny_checkpoint(tmp_path / "checkpoints" / "tiny")
+    data = tmp_path / "data"
+    (data / "mine" / "a").mkdir(parents=True)
+    (data / "mine" / "b").mkdir(parents=True)
+    (data / "ucf" / "videos").mkdir(parents=True)
+    (data / "ucf" / "splits").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    ctx = AppContext(AppConfig(checkpoint=ckpt, checkpoints_dir=tmp_path / "checkpoints",
+                               runs_dir=tmp_path / "runs", data_root=data, examples_dir=None))
+    common = dict(start_from="tiny", epochs=2, lr=0.01, batch=4, frames=8, freeze=2, optimizer="sgd")
+
+    def cfg(source, folder="", layout="ucf101", root="", splits="", train="", val="", classes="", **kw):
+        args = {**common, **kw}
+        return build_config(ctx, source, None, folder, layout, root, splits, train, val, classes, 1,
+                            args["start_from"], args["epochs"], args["lr"], args["batch"], args["frames"],
+                            args["freeze"], args["optimizer"])
+
+    v = cfg(SOURCES[1], folder="mine")
+    assert v["data_layout"] == "folder" and v["data_root"] == str((data / "mine").resolve())
+    assert v["init_checkpoint"] == str(ckpt.resolve()) and v["height"] == 64 and v["freeze_stages"] == 2
+    v = cfg(SOURCES[2], root="ucf/videos", splits="ucf/splits")
+    assert v["data_layout"] == "ucf101" and v["splits_dir"] == str((data / "ucf" / "splits").resolve())
+    with pytest.raises(PathNotAllowedError, match="outside the data root"):
+        cfg(SOURCES[2], root="ucf/videos", splits=str(tmp_path / "elsewhere"))
+    with pytest.raises(PathNotAllowedError, match="outside the data root"):
+        cfg(SOURCES[1], folder="mine/../../elsewhere")
+    with pytest.raises(ValueError, match="epochs"):
+        cfg(SOURCES[1], folder="mine", epochs=0)
+    with pytest.raises(ValueError, match="not one of this server's checkpoints"):
+        cfg(SOURCES[1], folder="mine", start_from="/etc")
+    v = cfg(SOURCES[1], folder="mine", start_from="new: ST-MANet-10, width 16 (from scratch)")
+    assert v["model"] == "stmanet_r10" and "init_checkpoint" not in v

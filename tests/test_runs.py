@@ -346,3 +346,46 @@ def test_resume_a_stopped_run_in_the_same_folder(roots):
     assert calls[1]["data_root"] == calls[0]["data_root"]
     with pytest.raises(ValueError, match="only an interrupted, stopped or failed"):
         mgr.resume(run_id)
+
+
+def test_push_run_through_core_push_to_hub_into_a_local_folder(tmp_path, caplog):
+    """The real core.checkpoint.push_to_hub with an API object that writes to a folder standing
+    in for the Hub: the files arrive, the token is used by nothing else and written nowhere."""
+    import shutil as _shutil
+
+    import torch
+
+    from core.checkpoint import load_checkpoint, save_checkpoint
+    from core.data.clips import ClipConfig
+    from core.model import build_model, config_by_name
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "runs" / "r1" / "checkpoint"
+    save_checkpoint(ckpt, build_model(config_by_name("stmanet_r10", num_classes=2, base_width=4)).eval(),
+                    ClipConfig(num_frames=4, stride=1, height=32, width=32), ["a", "b"])
+    (ckpt / "training_state.pt").write_bytes(b"optimizer state: never pushed")
+    hub = tmp_path / "hub"
+    token = "hf_LOCALFOLDERTOKEN1234567"
+
+    class FolderApi:
+        def create_repo(self, repo_id, **kw):
+            (hub / repo_id).mkdir(parents=True, exist_ok=True)
+
+        def upload_folder(self, repo_id, folder_path, ignore_patterns=(), **kw):
+            import fnmatch
+
+            for f in Path(folder_path).iterdir():
+                if not any(fnmatch.fnmatch(f.name, p) for p in ignore_patterns or ()):
+                    _shutil.copy2(f, hub / repo_id / f.name)
+
+    caplog.set_level("DEBUG")
+    url = push_run(ckpt, "me/tiny", token, allowed_roots=[tmp_path / "runs"], api=FolderApi())
+    assert url.endswith("me/tiny")
+    pushed = hub / "me" / "tiny"
+    assert {"model.safetensors", "config.json", "README.md"} <= {p.name for p in pushed.iterdir()}
+    assert not (pushed / "training_state.pt").exists()
+    assert load_checkpoint(pushed).class_names == ["a", "b"]
+    assert token not in caplog.text
+    for p in tmp_path.rglob("*"):
+        if p.is_file():
+            assert token.encode() not in p.read_bytes(), p
