@@ -296,3 +296,45 @@ def test_build_config_for_each_data_source(tmp_path):
         cfg(SOURCES[1], folder="mine", start_from="/etc")
     v = cfg(SOURCES[1], folder="mine", start_from="new: ST-MANet-10, width 16 (from scratch)")
     assert v["model"] == "stmanet_r10" and "init_checkpoint" not in v
+
+
+def test_mismatched_checkpoint_gives_a_message(client, app_server, tmp_path):
+    """A checkpoint whose config says 5 classes but whose weights have 3: named, not a crash."""
+    import shutil
+
+    src = app_server["root"] / "checkpoints" / "tiny"
+    bad = app_server["root"] / "checkpoints" / "mismatch"
+    shutil.copytree(src, bad)
+    meta = json.loads((bad / "config.json").read_text())
+    meta["model"]["num_classes"] = 5
+    meta["class_names"] = ["a", "b", "c", "d", "e"]
+    (bad / "config.json").write_text(json.dumps(meta))
+    try:
+        with pytest.raises(Exception) as err:
+            _recognise(client, write_video(tmp_path / "v.mp4"), checkpoint="mismatch")
+        msg = str(err.value)
+        assert "mismatch" in msg and "Traceback" not in msg, msg
+    finally:
+        shutil.rmtree(bad)
+
+
+def test_handler_turns_failures_into_messages(caplog):
+    import gradio as gr
+
+    from app.context import handler
+    from core.checkpoint import CheckpointError
+    from core.data.video import VideoError
+
+    @handler
+    def boom(exc):
+        raise exc
+
+    with pytest.raises(gr.Error, match="no frames in x.mp4"):
+        boom(VideoError("no frames in /tmp/gradio/0123456789abcdef0123/x.mp4"))
+    with pytest.raises(gr.Error, match="classes differ"):
+        boom(CheckpointError("classes differ"))
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(gr.Error) as err:
+        boom(RuntimeError("internal detail hf_abcdefghijklmnopq"))
+    assert "Something went wrong" in str(err.value) and "internal detail" not in str(err.value)
+    assert "internal detail" in caplog.text and "Traceback" in caplog.text  # logged on the server
