@@ -22,7 +22,7 @@ INTRO = (
 def build_demo(config: AppConfig | None = None, context: AppContext | None = None) -> gr.Blocks:
     ctx = context or AppContext(config or AppConfig.from_env())
     default = ctx.default_checkpoint()
-    with gr.Blocks(title="ST-MANet") as demo:
+    with gr.Blocks(title="ST-MANet", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         no_ckpt = gr.Markdown(
             "" if default else f"**No model available.** {ctx.no_checkpoint_message()}",
@@ -34,7 +34,7 @@ def build_demo(config: AppConfig | None = None, context: AppContext | None = Non
                 allow_custom_value=True, scale=4, elem_id="checkpoint-picker",
             )
             refresh = gr.Button("Refresh list", scale=1, size="sm")
-        analysis = gr.State(None)
+        analysis = gr.State(None, time_to_live=3600)  # the last analysis, per browser session
         with gr.Tabs():
             with gr.Tab("Recognise", id="recognise"):
                 rec = recognise.build(ctx, checkpoint_dd, analysis)
@@ -82,6 +82,7 @@ def launch_kwargs(config: AppConfig) -> dict:
         max_file_size=config.max_file_size,
         allowed_paths=allowed,
         run_history=False,
+        state_session_capacity=500,  # sessions whose last analysis (about 1 MB) is kept
         show_error=True,  # our handlers' gr.Error messages; never tracebacks
         footer_links=["api", "gradio"],
     )
