@@ -3,7 +3,6 @@ top-k labels, open Look inside and see an attention image; a screenshot goes und
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
