@@ -250,6 +250,18 @@ class AppContext:
         return facts
 
 
+    def warm_up(self) -> None:
+        """Load the default model and count its FLOPs now, so the first visitor doesn't wait."""
+        key = self.default_checkpoint()
+        if key is None:
+            return
+        try:
+            self.facts(key)
+            log.info("warmed up checkpoint %s", key)
+        except Exception:  # noqa: BLE001 - the page will say what is wrong when asked
+            log.exception("warming up checkpoint %s failed", key)
+
+
 def _loaded_checkpoint(pred) -> Any:
     """The LoadedCheckpoint behind a Predictor (attribute name not fixed by the interface)."""
     for name in ("checkpoint", "ckpt", "loaded"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import gradio as gr
 
@@ -19,7 +20,8 @@ INTRO = (
 )
 
 
-def build_demo(config: AppConfig | None = None, context: AppContext | None = None) -> gr.Blocks:
+def build_demo(config: AppConfig | None = None, context: AppContext | None = None,
+               warm_up: bool = True) -> gr.Blocks:
     ctx = context or AppContext(config or AppConfig.from_env())
     default = ctx.default_checkpoint()
     with gr.Blocks(title="ST-MANet", delete_cache=(3600, 6 * 3600)) as demo:
@@ -68,6 +70,8 @@ def build_demo(config: AppConfig | None = None, context: AppContext | None = Non
                   api_visibility="undocumented")
         demo.load(ft["poll"], ft["poll_inputs"], ft["poll_outputs"], api_name="on_load_runs",
                   api_visibility="undocumented")
+    if warm_up:
+        threading.Thread(target=ctx.warm_up, name="warm-up", daemon=True).start()
     demo.queue(default_concurrency_limit=ctx.config.predict_concurrency, max_size=64)
     demo.ctx = ctx  # for tests and app.py
     demo.no_checkpoint = no_ckpt
