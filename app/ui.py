@@ -46,7 +46,7 @@ def build_demo(config: AppConfig | None = None, context: AppContext | None = Non
                 ft = finetune.build(ctx, checkpoint_dd)
 
         # A new analysis redraws the Look inside tab.
-        rec["event"].then(ins["render"], ins["render_inputs"], ins["render_outputs"],
+        rec["event"].success(ins["render"], ins["render_inputs"], ins["render_outputs"],
                           api_name="inside_render", api_visibility="undocumented")
 
         @handler
