@@ -117,6 +117,14 @@ def build_config(ctx: AppContext, source, zip_file, folder, layout, layout_root,
     return values
 
 
+def _default_frames(ctx: AppContext) -> int:
+    try:
+        meta = json.loads((Path(ctx.allowed_checkpoint(None)) / "config.json").read_text())
+        return int((meta.get("clip") or {}).get("num_frames", 16))
+    except (ValueError, OSError):
+        return 16
+
+
 def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
     cfg = ctx.config
     root_note = (f"Server folders must lie under the data root `{cfg.data_root}`."
@@ -153,7 +161,8 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
                 lr = gr.Number(0.001, label="Learning rate", minimum=0)
                 batch = gr.Number(8, label="Batch size", precision=0, minimum=1, maximum=256)
             with gr.Row():
-                frames = gr.Number(16, label="Frames per clip", precision=0, minimum=1, maximum=128)
+                frames = gr.Number(_default_frames(ctx), label="Frames per clip", precision=0, minimum=1,
+                                   maximum=128)
                 optimizer = gr.Radio(["sgd", "adamw"], value="adamw", label="Optimizer")
             freeze = gr.Slider(0, 5, value=2, step=1, label="Freeze early stages",
                                info="0: train everything; 1: freeze the stem; n: the stem and stages 2..n")
@@ -219,16 +228,17 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
         # the pickers change only when the list of checkpoints does (a run just wrote one)
         if force or last_seen.get("choices") != seen_now["choices"]:
             ckpt_update, push_update = gr.update(choices=choices), gr.update(choices=choices)
+            start_update = gr.update(choices=[*choices, *[(k, k) for k in NEW_MODELS]])
         else:
-            ckpt_update, push_update = gr.update(), gr.update()
+            ckpt_update, push_update, start_update = gr.update(), gr.update(), gr.update()
         if not force and last_seen.get("sig") == sig:
-            return md, gr.update(), gr.update(), gr.update(), seen_now, ckpt_update, push_update
+            return md, gr.update(), gr.update(), gr.update(), seen_now, ckpt_update, push_update, start_update
         loss_fig, acc_fig, div_fig = plots.training(st)
         if st.get("state") in ("finished", "stopped") and st.get("checkpoint_dir"):
             key = ctx.key_of(st["checkpoint_dir"])
             if key is not None:
                 push_update = gr.update(choices=choices, value=key)
-        return md, loss_fig, acc_fig, div_fig, seen_now, ckpt_update, push_update
+        return md, loss_fig, acc_fig, div_fig, seen_now, ckpt_update, push_update, start_update
 
     @handler
     def poll_handler(last_seen):
@@ -242,7 +252,18 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
         url = push_run(ckpt, repo, tok, allowed_roots=ctx.runs.checkpoint_roots())
         return f"Pushed to [{url}]({url}).", ""  # the token box is emptied
 
-    status_outputs = [status_md, loss_plot, acc_plot, div_plot, seen, checkpoint_dd, push_ckpt]
+    status_outputs = [status_md, loss_plot, acc_plot, div_plot, seen, checkpoint_dd, push_ckpt, start_from]
+
+    @handler
+    def on_start_from(choice):
+        """Frames per clip default to what the starting checkpoint was trained with."""
+        if not choice or choice in NEW_MODELS:
+            return gr.update(value=16)
+        meta = json.loads((Path(ctx.allowed_checkpoint(choice)) / "config.json").read_text())
+        return gr.update(value=int((meta.get("clip") or {}).get("num_frames", 16)))
+
+    start_from.change(on_start_from, start_from, frames, api_name="finetune_start_from",
+                      api_visibility="undocumented")
     inputs = [source, zip_file, folder, layout, layout_root, splits_dir, train_list, val_list, class_list,
               split, start_from, epochs, lr, batch, frames, freeze, optimizer]
     start.click(start_run, inputs, status_outputs, api_name="finetune_start", concurrency_limit=1,
