@@ -8,6 +8,12 @@ loss eq. 9. Every epoch ends with an atomic checkpoint (weights + config.json) a
 `--resume` continues a killed run from where it stopped with the same result as an uninterrupted
 run: data order and augmentation are functions of (seed, epoch, index), and the RNG state that
 dropout draws from is saved with the optimizer.
+
+A checkpoint is written to `<name>.new/` (resume state first, config.json last) and swapped in by
+two renames, so weights and resume state always come from the same step and a kill at any moment
+leaves a complete folder: `checkpoint/`, or between the two renames `checkpoint.old/` and
+`checkpoint.new/`, which the next start (or `--resume`) puts back in place. The CLI turns SIGTERM
+(what clusters send before they kill) into a stop request: a checkpoint after the current step.
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +36,14 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
-from .checkpoint import load_checkpoint, load_training_state, replace_classifier, save_checkpoint, save_training_state
+from .checkpoint import (
+    CONFIG,
+    load_checkpoint,
+    load_training_state,
+    replace_classifier,
+    save_checkpoint,
+    save_training_state,
+)
 from .data.cache import FrameCache
 from .data.clips import ClipConfig
 from .data.dataset import VideoClipDataset
@@ -262,6 +277,71 @@ def _bare(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+def _staging(folder: Path) -> tuple[Path, Path]:
+    return folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
+
+
+def save_run_checkpoint(folder: Path, write: Callable[[Path], None]) -> None:
+    """Write a whole checkpoint into `<folder>.new` with `write`, then swap it in by two renames.
+
+    In-place saves pair new weights with an old resume state (or refuse the folder) when a kill
+    lands between two files; a folder swap never does. The moment between the renames (no
+    `folder`, both others complete) is repaired by `recover_run_checkpoint`."""
+    staging, old = _staging(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    write(staging)
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(folder, old)
+    os.rename(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_run_checkpoint(folder: Path) -> None:
+    """Finish a swap a kill interrupted, and drop half-written staging folders.
+
+    `folder` is missing only between the two renames, when `.new` is complete (config.json is
+    written last) and `.old` is the previous complete checkpoint: the newer wins."""
+    staging, old = _staging(folder)
+    if not folder.exists():
+        for candidate in (staging, old):
+            if (candidate / CONFIG).is_file():
+                os.rename(candidate, folder)
+                log.warning("restored %s from %s (a save was interrupted)", folder, candidate.name)
+                break
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    """Weights can blow up on a step whose loss was still finite; never checkpoint them."""
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _any_rank(flag: bool, d: Dist) -> bool:
+    """True on every rank when it is true on one: ranks must leave the loop at the same step."""
+    if d.world <= 1:
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _rng_states(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_states(state, device: torch.device) -> None:
+    if isinstance(state, torch.Tensor):  # resume states written before CUDA RNG was saved
+        state = {"cpu": state}
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 # ---------------------------------------------------------------------------- the loop
 def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: threading.Event | None = None) -> TrainResult:
     """Run (or resume) training. `callback` receives step/epoch/done event dicts; setting
@@ -274,6 +354,10 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
     ckpt_dir, best_dir = run_dir / "checkpoint", run_dir / "best"
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        recover_run_checkpoint(ckpt_dir)
+        recover_run_checkpoint(best_dir)
+    if d.world > 1:
+        dist.barrier()  # other ranks read the checkpoint only once rank 0 has repaired it
     emit = _emitter(callback, MetricsLog(run_dir / "metrics.jsonl", d.main), d)
 
     train_list, val_list = read_dataset(cfg)
@@ -287,13 +371,15 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
     model, init_info = build_run_model(cfg, class_names)
     model_cfg: STMANetConfig = model.cfg
     start_epoch, skip_batches, best_acc, history = 0, 0, -1.0, []
-    optimizer_state = rng_state = None
-    if cfg.resume and (ckpt_dir / "config.json").exists():
+    optimizer_state = rng_state = scaler_state = None
+    partial = (0, 0)  # (correct, seen) of a stopped epoch's trained part, so its train_acc is whole
+    if cfg.resume and (ckpt_dir / CONFIG).exists():
         state = load_training_state(ckpt_dir)
         model = load_checkpoint(ckpt_dir).model
         start_epoch, skip_batches = state["epoch"], state["step_in_epoch"]
         best_acc, history = state.get("best_acc", -1.0), state.get("history", [])
         optimizer_state, rng_state = state["optimizer"], state.get("torch_rng")
+        scaler_state, partial = state.get("scaler"), tuple(state.get("partial_correct_seen", (0, 0)))
         log.info("resuming %s at epoch %d step %d", run_dir, start_epoch, skip_batches)
     model.to(device)
     model.train()
@@ -304,6 +390,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
         optimizer.load_state_dict(optimizer_state)
     amp_dtype = autocast_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if scaler_state:
+        scaler.load_state_dict(scaler_state)
     train_model = model
     if d.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -320,7 +408,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
         "training": {**cfg.to_dict(), **init_info},
         "data_source": cfg.data_source or f"{cfg.data_layout}:{cfg.data_root}",
     }
-    stopped, error, last_saved = False, None, ckpt_dir if (ckpt_dir / "config.json").exists() else None
+    stopped, error, last_saved = False, None, ckpt_dir if (ckpt_dir / CONFIG).exists() else None
     if d.main:
         emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
               "classes": len(class_names), "train_videos": len(train_list.samples),
@@ -334,25 +422,27 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
         # Dropout draws from the global RNG: reseed per epoch so an epoch does not depend on history.
         torch.manual_seed(cfg.seed * 7919 + epoch)
         if rng_state is not None:  # a run stopped mid-epoch continues the exact RNG stream
-            torch.set_rng_state(rng_state)
+            _set_rng_states(rng_state, device)
             rng_state = None
         dataset.set_epoch(epoch)
         sampler = EpochSampler(len(dataset), cfg.seed, epoch, cfg.batch_size, skip_batches, d)
+        # Its own generator: a loader draws its workers' base seed from the global RNG otherwise,
+        # which would shift the dropout stream of a run resumed mid-epoch by one draw.
         loader = DataLoader(
             dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
             drop_last=False, pin_memory=device.type == "cuda", persistent_workers=False,
+            generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch),
         )
         train_model.train()
         if cfg.freeze_stages:
             freeze_early_stages(_bare(train_model), cfg.freeze_stages)
-        correct = seen = 0
+        correct, seen = partial if skip_batches else (0, 0)
+        partial = (0, 0)
         step = skip_batches
         bar = _progress(cfg, d, steps_per_epoch, step, epoch)
         t_epoch = time.time()
         t_step = time.time()
-        for clips, labels in loader:
-            if step >= steps_per_epoch:
-                break
+        for clips, labels in (loader if step < steps_per_epoch else ()):
             lr = lr_at(cfg, epoch + step / steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -361,9 +451,10 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = train_model(clips)
             terms = stmanet_loss(out, labels, model_cfg, cfg.label_smoothing)
-            if not torch.isfinite(terms.total):
-                error = (f"loss became {float(terms.total.detach())} at epoch {epoch + 1} step {step + 1}: "
-                         f"stopped; the last good checkpoint is kept ({last_saved or 'none written yet'})")
+            if _any_rank(not bool(torch.isfinite(terms.total)), d):
+                error = (f"loss became {float(terms.total.detach())} at epoch {epoch + 1} step {step + 1} "
+                         f"(on this or another rank): stopped; the last good checkpoint is kept "
+                         f"({last_saved or 'none written yet'}); lower the lr or set --grad-clip")
                 break
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms.total).backward()
@@ -390,9 +481,14 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
             if _stop_requested(stop_event, d):
                 stopped = True
                 break
+            if step >= steps_per_epoch:  # max_steps_per_epoch: do not load a batch we will not train on
+                break
         if bar is not None:
             bar.close()
         skip_batches = 0
+        if not error and not _all_finite(_bare(train_model)):
+            error = (f"weights became non-finite in epoch {epoch + 1}: stopped; the last good checkpoint is "
+                     f"kept ({last_saved or 'none written yet'}); lower the lr or set --grad-clip")
         if error:
             break
         epoch_done = not stopped
@@ -417,21 +513,27 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
                 "epoch": epoch + 1 if epoch_done else epoch,
                 "step_in_epoch": 0 if epoch_done else step,
                 "optimizer": optimizer.state_dict(),
-                "torch_rng": None if epoch_done else torch.get_rng_state(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "torch_rng": None if epoch_done else _rng_states(device),
+                "partial_correct_seen": (0, 0) if epoch_done else (correct, seen),
                 "best_acc": best_acc,
                 "history": history,
             }
             metrics_for_card = {k: v for k, v in (history[-1] if history else {}).items() if k != "val_stage_top1"}
-            save_checkpoint(ckpt_dir, _bare(train_model), clip_cfg, class_names, metrics=metrics_for_card,
-                            training={**meta["training"], "epochs_completed": resume_state["epoch"],
-                                      "step_in_epoch": resume_state["step_in_epoch"]},
-                            data_source=meta["data_source"])
-            save_training_state(ckpt_dir, resume_state)
+            bare = _bare(train_model)
+
+            def write_checkpoint(folder: Path, epochs_completed: int, state: dict | None = None) -> None:
+                if state is not None:
+                    save_training_state(folder, state)  # before config.json, which marks the folder complete
+                save_checkpoint(folder, bare, clip_cfg, class_names, metrics=metrics_for_card,
+                                training={**meta["training"], "epochs_completed": epochs_completed,
+                                          "step_in_epoch": resume_state["step_in_epoch"]},
+                                data_source=meta["data_source"])
+
+            save_run_checkpoint(ckpt_dir, lambda f: write_checkpoint(f, resume_state["epoch"], resume_state))
             last_saved = ckpt_dir
             if improved:
-                save_checkpoint(best_dir, _bare(train_model), clip_cfg, class_names, metrics=metrics_for_card,
-                                training={**meta["training"], "epochs_completed": epoch + 1},
-                                data_source=meta["data_source"])
+                save_run_checkpoint(best_dir, lambda f: write_checkpoint(f, epoch + 1))
             emit({"event": "epoch", **epoch_stats, "checkpoint_dir": str(ckpt_dir), "stopped": stopped})
         if d.world > 1:
             dist.barrier()
@@ -462,12 +564,8 @@ def _emitter(callback: Callback | None, metrics: MetricsLog, d: Dist) -> Callbac
 
 
 def _stop_requested(stop_event: threading.Event | None, d: Dist) -> bool:
-    flag = bool(stop_event is not None and stop_event.is_set())
-    if d.world > 1:  # every rank stops at the same step, or DDP would hang
-        t = torch.tensor([int(flag)])
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        flag = bool(t.item())
-    return flag
+    # every rank stops at the same step, or DDP would hang
+    return _any_rank(bool(stop_event is not None and stop_event.is_set()), d)
 
 
 def _progress(cfg: TrainConfig, d: Dist, total: int, initial: int, epoch: int):
@@ -514,19 +612,37 @@ def config_from_args(args: argparse.Namespace, cls=TrainConfig):
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = config_from_args(build_parser().parse_args(argv))
+    stop = threading.Event()
+    previous = _on_sigterm(stop)
     try:
-        result = train(cfg)
+        result = train(cfg, stop_event=stop)
     except (TrainingError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if dist.is_initialized():
             dist.destroy_process_group()
     if result.error:
         return 3
     last = result.history[-1] if result.history else {}
-    print(json.dumps({"checkpoint": str(result.checkpoint_dir), "best": str(result.best_dir), **last}))
-    return 0
+    print(json.dumps({"checkpoint": str(result.checkpoint_dir), "best": str(result.best_dir),
+                      "stopped": result.stopped, **last}))
+    return 128 + signal.SIGTERM if result.stopped else 0  # 143: stopped on SIGTERM, --resume continues
+
+
+def _on_sigterm(stop: threading.Event):
+    """SIGTERM (a cluster's notice before it kills) ends the run after the current step with a
+    checkpoint. Returns the previous handler, or None off the main thread (no signals there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        log.warning("SIGTERM: stopping after the current step with a checkpoint (--resume continues)")
+        stop.set()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":
