@@ -1,0 +1,275 @@
+"""The trainer: learns motion, resumes bit-exactly after a kill or a stop, runs under torchrun,
+stops on a non-finite loss, survives SIGKILL at random moments, fine-tunes with frozen stages.
+
+Every run is a tiny ST-MANet (R10, base width 4, 3-frame stem) on 8-frame 32x32 clips of the
+generated motion-rhythm videos in conftest (classes differ only in how fast a square moves).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import core.train as train_module
+from core.checkpoint import load_checkpoint, load_training_state
+from core.train import TrainConfig, train
+from conftest import ROOT, one_thread_env
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny_config(data: Path, run_dir: Path, **changes) -> TrainConfig:
+    """4 epochs of 2 steps (batch 4), dropout on (so resume must restore the RNG stream),
+    validation at the last epoch only."""
+    values = dict(
+        run_dir=str(run_dir), data_layout="list", data_root=str(data), train_list=str(data / "train.txt"),
+        val_list=str(data / "val.txt"), class_list=str(data / "classes.txt"), model="stmanet_r10", base_width=4,
+        stem_temporal_kernel=3, num_frames=8, stride=1, height=32, width=32, crop_scale=(0.8, 1.0),
+        max_val_windows=2, epochs=4, batch_size=4, max_steps_per_epoch=2, optimizer="sgd", lr=0.05,
+        lr_schedule="cosine", val_every=4, num_workers=0, show_progress=False, seed=3,
+    )
+    return TrainConfig(**{**values, **changes})
+
+
+def cli_args(cfg: TrainConfig) -> list[str]:
+    """`python -m core.train` flags for every field of `cfg` that differs from the default."""
+    args = []
+    for f in dataclasses.fields(TrainConfig):
+        value, default = getattr(cfg, f.name), TrainConfig.__dataclass_fields__[f.name].default
+        if value == default or value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, tuple):
+            args += [flag, *map(str, value)]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def start_cli(cfg: TrainConfig, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "core.train", *cli_args(cfg), *extra], cwd=ROOT, env=one_thread_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(run_dir) / "checkpoint" / "model.safetensors"))
+
+
+def history(run_dir) -> list[dict]:
+    """Per-epoch metrics without wall-clock times."""
+    state = load_training_state(Path(run_dir) / "checkpoint")
+    return [{k: v for k, v in h.items() if k != "epoch_time_s"} for h in state["history"]]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def events(run_dir) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"trainer exited ({proc.returncode}) too early:\n{proc.stdout.read()}")
+        if time.time() > deadline:
+            proc.kill()
+            raise AssertionError("trainer did not get there in time")
+        time.sleep(0.02)
+
+
+def sigkill(proc: subprocess.Popen) -> None:
+    assert proc.poll() is None, "the run had already ended: nothing was interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def reference(rhythm_data, tmp_path_factory) -> Path:
+    """The uninterrupted run every interrupted one must reproduce."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    result = train(tiny_config(rhythm_data, run_dir))
+    assert result.error is None and not result.stopped and len(result.history) == 4
+    return run_dir
+
+
+# ------------------------------------------------------------------------------------ learning
+def test_learns_motion_rhythm_above_chance(rhythm_data, tmp_path):
+    """Both classes look the same in any single frame; only the speed of the motion differs."""
+    cfg = tiny_config(rhythm_data, tmp_path / "run", epochs=8, max_steps_per_epoch=None, optimizer="adamw",
+                      lr=3e-3, dropout=0.0, val_every=8, max_val_windows=3)
+    result = train(cfg)
+    final = result.history[-1]
+    assert final["val_acc"] >= 0.8, result.history  # 12 held-out videos, chance 0.5
+    assert final["val_mean_class_acc"] >= 0.8
+    assert result.best_dir is not None and load_checkpoint(result.best_dir).class_names == ["fast", "slow"]
+
+
+# ------------------------------------------------------------------------------------ resume
+def test_sigkill_after_epoch_1_then_resume_equals_uninterrupted(rhythm_data, reference, tmp_path):
+    cfg = tiny_config(rhythm_data, tmp_path / "run")
+    proc = start_cli(cfg)
+    wait_for(lambda: (tmp_path / "run" / "checkpoint" / "config.json").exists(), proc)
+    sigkill(proc)
+    assert load_training_state(tmp_path / "run" / "checkpoint")["epoch"] < cfg.epochs
+    done = subprocess.run([sys.executable, "-m", "core.train", *cli_args(cfg), "--resume"], cwd=ROOT,
+                          env=one_thread_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same_weights(weights(tmp_path / "run"), weights(reference))
+    assert history(tmp_path / "run") == history(reference)
+
+
+def test_stop_event_mid_epoch_then_resume_equals_uninterrupted(rhythm_data, reference, tmp_path):
+    stop, seen = threading.Event(), []
+
+    def on_event(event):
+        seen.append(event)
+        if event["event"] == "step" and (event["epoch"], event["step"]) == (2, 1):
+            stop.set()
+
+    cfg = tiny_config(rhythm_data, tmp_path / "run")
+    stopped = train(cfg, callback=on_event, stop_event=stop)
+    assert stopped.stopped and stopped.error is None and len(stopped.history) == 1
+    state = load_training_state(tmp_path / "run" / "checkpoint")
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 1)  # 0-based epoch 1 = the second
+    assert state["partial_correct_seen"][1] == 4  # the trained step counts in the epoch's train_acc
+    assert [e["step"] for e in seen if e["event"] == "step"] == [1, 2, 1]
+
+    finished = train(dataclasses.replace(cfg, resume=True))
+    assert not finished.stopped and len(finished.history) == 4
+    assert_same_weights(weights(tmp_path / "run"), weights(reference))
+    assert history(tmp_path / "run") == history(reference)
+
+
+def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(rhythm_data, reference, tmp_path):
+    """Three kills at seeded random moments (during steps, validation or checkpoint writes),
+    then --resume: every kill leaves a loadable checkpoint (or none yet), the run finishes, and
+    it ends where the uninterrupted run ends."""
+    cfg = tiny_config(rhythm_data, tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoint"
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        starts = sum(e["event"] == "start" for e in events(cfg.run_dir))
+        proc = start_cli(cfg, "--resume")
+        wait_for(lambda: sum(e["event"] == "start" for e in events(cfg.run_dir)) > starts, proc)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is None:
+            sigkill(proc)
+        if (ckpt / "config.json").exists():
+            assert load_checkpoint(ckpt).class_names == ["fast", "slow"]  # raises if left half-written
+            assert load_training_state(ckpt)["epoch"] <= cfg.epochs
+    done = subprocess.run([sys.executable, "-m", "core.train", *cli_args(cfg), "--resume"], cwd=ROOT,
+                          env=one_thread_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["best", "checkpoint", "metrics.jsonl"]
+    assert_same_weights(weights(tmp_path / "run"), weights(reference))
+    assert history(tmp_path / "run") == history(reference)
+
+
+def test_interrupted_checkpoint_swap_is_repaired(tmp_path):
+    """A kill between the swap's two renames leaves no checkpoint/ but a complete .new: the next
+    start puts it in place; a half-written .new (no config.json) is dropped."""
+    ckpt = tmp_path / "checkpoint"
+    train_module.save_run_checkpoint(ckpt, lambda f: (f.mkdir(), (f / "config.json").write_text("1")))
+    ckpt.rename(tmp_path / "checkpoint.old")
+    (tmp_path / "checkpoint.new").mkdir()
+    (tmp_path / "checkpoint.new" / "config.json").write_text("2")
+    train_module.recover_run_checkpoint(ckpt)
+    assert (ckpt / "config.json").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    (tmp_path / "checkpoint.new").mkdir()
+    (tmp_path / "checkpoint.new" / "model.safetensors").write_text("partial")
+    train_module.recover_run_checkpoint(ckpt)
+    assert (ckpt / "config.json").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+# ------------------------------------------------------------------------------------ torchrun
+def test_torchrun_two_processes_on_cpu(rhythm_data, tmp_path):
+    """DDP with gloo: exits 0, one checkpoint, metrics.jsonl written by rank 0 alone."""
+    (tmp_path / "val.txt").write_text("".join((rhythm_data / "val.txt").read_text().splitlines(True)[::6]))
+    cfg = tiny_config(rhythm_data, tmp_path / "run", epochs=2, val_every=2, val_list=str(tmp_path / "val.txt"))
+    env = one_thread_env()
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "core.train", *cli_args(cfg), "--device", "cpu"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["best", "checkpoint", "metrics.jsonl"]
+    assert load_checkpoint(run / "checkpoint").class_names == ["fast", "slow"]
+    log = events(run)
+    kinds = [e["event"] for e in log]
+    assert kinds.count("start") == 1 and kinds.count("done") == 1 and kinds.count("epoch") == 2
+    start = log[kinds.index("start")]
+    assert start["world_size"] == 2 and start["steps_per_epoch"] == 2  # 24 videos / 2 ranks / batch 4 = 3, capped at 2
+    assert [(e["epoch"], e["step"]) for e in log if e["event"] == "step"] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert log[-1]["error"] is None and "val_acc" in log[kinds.index("epoch", kinds.index("epoch") + 1)]
+
+
+# ------------------------------------------------------------------------------------ faults
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(rhythm_data, tmp_path, monkeypatch):
+    real_loss, calls = train_module.stmanet_loss, []
+
+    def poisoned(*args, **kwargs):
+        terms = real_loss(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:  # epoch 2, step 1
+            terms.total = terms.total * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_module, "stmanet_loss", poisoned)
+    result = train(tiny_config(rhythm_data, tmp_path / "run", epochs=3))
+    assert result.error and "loss became nan at epoch 2 step 1" in result.error
+    assert not result.stopped and len(result.history) == 1
+    assert result.checkpoint_dir == tmp_path / "run" / "checkpoint"
+    loaded = load_checkpoint(result.checkpoint_dir)
+    assert loaded.meta["training"]["epochs_completed"] == 1
+    assert all(torch.isfinite(p).all() for p in loaded.model.parameters())
+    assert load_training_state(result.checkpoint_dir)["epoch"] == 1
+    last = events(tmp_path / "run")[-1]
+    assert last["event"] == "done" and last["error"] == result.error
+
+
+def test_exploding_lr_gives_nonzero_exit_and_a_message(rhythm_data, tmp_path, caplog):
+    cfg = tiny_config(rhythm_data, tmp_path / "run", epochs=1, lr=1e30, val_list=None)
+    code = train_module.main(cli_args(cfg))
+    assert code != 0
+    assert "non-finite" in caplog.text or "loss became" in caplog.text
+    assert not (tmp_path / "run" / "checkpoint").exists()  # nothing good to keep
+
+
+# ------------------------------------------------------------------------------------ fine-tuning
+def test_finetune_new_classes_with_frozen_stages(rhythm_data, tiny_checkpoint, tmp_path):
+    before = load_checkpoint(tiny_checkpoint).model.state_dict()
+    cfg = tiny_config(rhythm_data, tmp_path / "run", init_checkpoint=str(tiny_checkpoint), freeze_stages=2,
+                      epochs=1, val_list=None)
+    result = train(cfg)
+    assert result.error is None
+    tuned = load_checkpoint(result.checkpoint_dir)
+    assert tuned.class_names == ["fast", "slow"] and tuned.model_cfg.num_classes == 2
+    assert tuned.model.classifier.out_features == 2 and all(h.out_features == 2 for h in tuned.model.stage_heads)
+    after = tuned.model.state_dict()
+    frozen = [k for k in before if k.startswith(("stem.", "stages.0."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # weights and BN statistics
+    trained = [k for k in before if k.startswith("stages.1.") and k.endswith("weight")]
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+    assert tuned.meta["training"]["init_classes"] == ["wave", "clap", "jump"]
