@@ -184,6 +184,21 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(rhythm_da
     assert history(tmp_path / "run") == history(reference)
 
 
+def test_sigterm_stops_after_the_step_with_a_checkpoint(rhythm_data, reference, tmp_path):
+    """What a cluster sends before it kills: the CLI stops after the current step, saves, exits
+    143, and --resume continues to the uninterrupted result."""
+    cfg = tiny_config(rhythm_data, tmp_path / "run")
+    proc = start_cli(cfg)
+    wait_for(lambda: any(e["event"] == "start" for e in events(cfg.run_dir)), proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143, proc.stdout.read()
+    proc.stdout.close()
+    state = load_training_state(tmp_path / "run" / "checkpoint")
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 1)
+    train(dataclasses.replace(cfg, resume=True))
+    assert_same_weights(weights(tmp_path / "run"), weights(reference))
+
+
 def test_interrupted_checkpoint_swap_is_repaired(tmp_path):
     """A kill between the swap's two renames leaves no checkpoint/ but a complete .new: the next
     start puts it in place; a half-written .new (no config.json) is dropped."""
