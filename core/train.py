@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from .checkpoint import (
     CONFIG,
+    CheckpointError,
     load_checkpoint,
     load_training_state,
     replace_classifier,
@@ -46,7 +46,7 @@ from .checkpoint import (
 )
 from .data.cache import FrameCache
 from .data.clips import ClipConfig
-from .data.dataset import VideoClipDataset
+from .data.dataset import VideoClipDataset, scan_videos
 from .data.sources import read_dataset
 from .evaluate import evaluate_model
 from .model import STMANetConfig, build_model, config_by_name, stmanet_loss
@@ -313,6 +313,28 @@ def recover_run_checkpoint(folder: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def drop_unreadable(video_lists: list, d: Dist, workers: int) -> tuple[list, list[str]]:
+    """The start-up scan: probe every video once (rank 0, then shared), report the unreadable
+    ones by path and leave them out, so none has to be skipped mid-epoch. Returns the lists
+    without them, and "<path>: <reason>" per video left out."""
+    bad: dict[str, str] = {}
+    if d.main:
+        for video_list in video_lists:
+            if video_list.samples:
+                bad.update({str(path): reason for path, reason in scan_videos(video_list, max(1, workers)).bad})
+    if d.world > 1:
+        shared = [bad]
+        dist.broadcast_object_list(shared, src=0)
+        bad = shared[0]
+    for path, reason in bad.items():
+        log.warning("dataset: unreadable video left out: %s (%s)", path, reason)
+    kept = [dataclasses.replace(v, samples=[s for s in v.samples if str(s.path) not in bad]) for v in video_lists]
+    if video_lists[0].samples and not kept[0].samples:
+        raise TrainingError(f"none of the {len(video_lists[0].samples)} training videos can be read, e.g. "
+                            f"{next(iter(bad.items()))}")
+    return kept, [f"{path}: {reason}" for path, reason in bad.items()]
+
+
 def _all_finite(model: torch.nn.Module) -> bool:
     """Weights can blow up on a step whose loss was still finite; never checkpoint them."""
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
@@ -364,6 +386,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
     class_names = list(train_list.class_names)
     for problem in getattr(train_list, "problems", []) + getattr(val_list, "problems", []):
         log.warning("dataset: %s", problem)
+    (train_list, val_list), unreadable = drop_unreadable([train_list, val_list], d, cfg.num_workers)
     clip_cfg = cfg.clip_config()
     cache = FrameCache(cfg.frame_cache, max_side=cfg.cache_max_side) if cfg.frame_cache else None
 
@@ -375,7 +398,11 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
     partial = (0, 0)  # (correct, seen) of a stopped epoch's trained part, so its train_acc is whole
     if cfg.resume and (ckpt_dir / CONFIG).exists():
         state = load_training_state(ckpt_dir)
-        model = load_checkpoint(ckpt_dir).model
+        try:  # the run's own model and classes: a changed flag or dataset must not resume silently
+            model = load_checkpoint(ckpt_dir, expected_classes=class_names, expected_model=model_cfg).model
+        except CheckpointError as exc:
+            raise TrainingError(f"cannot resume {ckpt_dir} with these settings: {exc}; resume with the run's "
+                                f"own flags and data, or start a new --run-dir") from None
         start_epoch, skip_batches = state["epoch"], state["step_in_epoch"]
         best_acc, history = state.get("best_acc", -1.0), state.get("history", [])
         optimizer_state, rng_state = state["optimizer"], state.get("torch_rng")
@@ -412,7 +439,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
     if d.main:
         emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
               "classes": len(class_names), "train_videos": len(train_list.samples),
-              "val_videos": len(val_list.samples), "device": str(device), "world_size": d.world,
+              "val_videos": len(val_list.samples), "unreadable": unreadable, "device": str(device),
+              "world_size": d.world,
               "resumed_at": [start_epoch, skip_batches] if cfg.resume else None})
 
     train_seconds = 0.0  # time in training steps only (not validation or checkpointing): for rate and ETA

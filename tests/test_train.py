@@ -159,29 +159,32 @@ def test_stop_event_mid_epoch_then_resume_equals_uninterrupted(rhythm_data, refe
     assert history(tmp_path / "run") == history(reference)
 
 
-def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(rhythm_data, reference, tmp_path):
-    """Three kills at seeded random moments (during steps, validation or checkpoint writes),
-    then --resume: every kill leaves a loadable checkpoint (or none yet), the run finishes, and
-    it ends where the uninterrupted run ends."""
-    cfg = tiny_config(rhythm_data, tmp_path / "run")
+def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(rhythm_data, tmp_path):
+    """Three SIGKILLs at seeded random moments (after 1-3 steps of each restart, then 0-80 ms
+    later: inside a step, a checkpoint write or a metrics write), then --resume: every kill
+    leaves a loadable checkpoint (or none yet), the run finishes, and it ends exactly where an
+    uninterrupted run ends."""
+    cfg = tiny_config(rhythm_data, tmp_path / "run", epochs=6)  # 12 steps: more than the kills allow
     ckpt = tmp_path / "run" / "checkpoint"
     rng = np.random.default_rng(11)
     for _ in range(3):
-        starts = sum(e["event"] == "start" for e in events(cfg.run_dir))
+        before = len(events(cfg.run_dir))
         proc = start_cli(cfg, "--resume")
-        wait_for(lambda: sum(e["event"] == "start" for e in events(cfg.run_dir)) > starts, proc)
-        time.sleep(rng.uniform(0.0, 1.5))
-        if proc.poll() is None:
-            sigkill(proc)
+        steps = int(rng.integers(1, 4))
+        wait_for(lambda: sum(e["event"] == "step" for e in events(cfg.run_dir)[before:]) >= steps, proc)
+        time.sleep(rng.uniform(0.0, 0.08))
+        sigkill(proc)
+        assert all(e["event"] != "done" for e in events(cfg.run_dir)[before:])  # it really was cut short
         if (ckpt / "config.json").exists():
             assert load_checkpoint(ckpt).class_names == ["fast", "slow"]  # raises if left half-written
-            assert load_training_state(ckpt)["epoch"] <= cfg.epochs
+            assert load_training_state(ckpt)["epoch"] < cfg.epochs
     done = subprocess.run([sys.executable, "-m", "core.train", *cli_args(cfg), "--resume"], cwd=ROOT,
                           env=one_thread_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["best", "checkpoint", "metrics.jsonl"]
-    assert_same_weights(weights(tmp_path / "run"), weights(reference))
-    assert history(tmp_path / "run") == history(reference)
+    train(dataclasses.replace(cfg, run_dir=str(tmp_path / "reference")))
+    assert_same_weights(weights(tmp_path / "run"), weights(tmp_path / "reference"))
+    assert history(tmp_path / "run") == history(tmp_path / "reference")
 
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint(rhythm_data, reference, tmp_path):
@@ -270,6 +273,24 @@ def test_exploding_lr_gives_nonzero_exit_and_a_message(rhythm_data, tmp_path, ca
     assert code != 0
     assert "non-finite" in caplog.text or "loss became" in caplog.text
     assert not (tmp_path / "run" / "checkpoint").exists()  # nothing good to keep
+
+
+def test_resume_with_other_model_flags_is_refused(rhythm_data, tmp_path):
+    cfg = tiny_config(rhythm_data, tmp_path / "run", epochs=1, val_list=None)
+    train(cfg)
+    with pytest.raises(train_module.TrainingError, match="base_width 4 vs 8"):
+        train(dataclasses.replace(cfg, resume=True, epochs=2, base_width=8))
+
+
+def test_unreadable_videos_are_reported_at_start_and_left_out(rhythm_data, tmp_path):
+    (tmp_path / "broken.avi").write_bytes(b"\x00" * 1000)
+    (tmp_path / "train.txt").write_text((rhythm_data / "train.txt").read_text().replace(
+        "train/", f"{rhythm_data}/train/") + f"{tmp_path / 'broken.avi'} fast\n")
+    cfg = tiny_config(rhythm_data, tmp_path / "run", epochs=1, val_list=None, train_list=str(tmp_path / "train.txt"))
+    result = train(cfg)
+    assert result.error is None
+    start = events(tmp_path / "run")[0]
+    assert start["train_videos"] == 24 and [u.split(":")[0] for u in start["unreadable"]] == [str(tmp_path / "broken.avi")]
 
 
 # ------------------------------------------------------------------------------------ fine-tuning
