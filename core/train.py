@@ -479,9 +479,10 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = train_model(clips)
             terms = stmanet_loss(out, labels, model_cfg, cfg.label_smoothing)
-            if _any_rank(not bool(torch.isfinite(terms.total)), d):
-                error = (f"loss became {float(terms.total.detach())} at epoch {epoch + 1} step {step + 1} "
-                         f"(on this or another rank): stopped; the last good checkpoint is kept "
+            bad_loss = not bool(torch.isfinite(terms.total))
+            if _any_rank(bad_loss, d):  # all ranks leave together, or DDP hangs in the next all-reduce
+                what = f"loss became {float(terms.total.detach())}" if bad_loss else "another rank's loss became non-finite"
+                error = (f"{what} at epoch {epoch + 1} step {step + 1}: stopped; the last good checkpoint is kept "
                          f"({last_saved or 'none written yet'}); lower the lr or set --grad-clip")
                 break
             optimizer.zero_grad(set_to_none=True)
