@@ -6,7 +6,7 @@ grab() only demuxes and decodes, and retrieve() (the colour conversion and copy)
 frames asked for, so reading a 32-frame clip costs one pass up to its last frame.
 
 Containers lie: AVI headers from some encoders give a frame count of 0 or a wrong one, and GIFs or
-streams give fps 0. `probe_video` counts by grabbing when the count is unusable and assumes 25 fps
+streams give fps 0 (or an absurd one). `probe_video` counts by grabbing when the count is unusable and assumes 25 fps
 (flagged in `VideoInfo.fps_assumed`); `read_frames` repeats the last decoded frame (with a warning)
 when the file ends before the frames it was promised.
 
@@ -18,13 +18,16 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 
 DEFAULT_FPS = 25.0
 MAX_PLAUSIBLE_FPS = 1000.0
+# Below this (one frame every 10 s) a container's fps is a lie, not a time-lapse: 1e-5 fps would
+# make a 10-frame clip "last" 11 days and a decode cap of N seconds keep a single frame.
+MIN_PLAUSIBLE_FPS = 0.1
 # A frame count above this is a corrupt header, not a video (10^7 frames = 4.6 days at 25 fps).
 MAX_PLAUSIBLE_FRAMES = 10_000_000
 
@@ -52,8 +55,43 @@ class VideoInfo:
         return self.num_frames / self.fps
 
 
+def _usable_fps(fps: float) -> bool:
+    return math.isfinite(fps) and MIN_PLAUSIBLE_FPS <= fps <= MAX_PLAUSIBLE_FPS
+
+
+# Bytes a text file never holds (C0 controls other than tab, newlines, form feed and escape);
+# every binary container has some in its first 4 KB (NULs in sizes, 0x1A in Matroska, ...).
+_BINARY_BYTES = bytes(set(range(32)) - set(b"\t\n\v\f\r\x1b"))
+
+
+def non_video_kind(path: Path) -> str | None:
+    """"a still image (PNG)", "a text file", ... when the file's first bytes say it is one of
+    those, else None. FFmpeg opens a still image as a one-frame video, and renders a .txt file
+    (its tty demuxer) as frames of text: neither holds an action, so both are refused by name.
+    GIF is never refused (animated GIFs are videos here), nor an animated PNG or WebP."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16384)
+    except OSError:
+        return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        idat, actl = head.find(b"IDAT"), head.find(b"acTL")
+        return None if actl != -1 and (idat == -1 or actl < idat) else "a still image (PNG)"  # acTL first: APNG
+    if head.startswith(b"\xff\xd8\xff"):
+        return "a still image (JPEG)"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 108, 124):
+        return "a still image (BMP)"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "a still image (TIFF)"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and b"ANIM" not in head[12:64]:
+        return "a still image (WebP)"
+    if head and not any(b in _BINARY_BYTES for b in head[:4096]):
+        return "a text file"
+    return None
+
+
 def _open(path: str | Path) -> tuple[Path, cv2.VideoCapture]:
-    """Open a capture, or raise VideoError saying why not (missing, empty, not a video)."""
+    """Open a capture, or raise VideoError saying why not (missing, empty, an image, not a video)."""
     path = Path(path)
     if not path.exists():
         raise VideoError(f"video not found: {path}")
@@ -61,6 +99,9 @@ def _open(path: str | Path) -> tuple[Path, cv2.VideoCapture]:
         raise VideoError(f"not a file (a folder?): {path}")
     if path.stat().st_size == 0:
         raise VideoError(f"empty file (0 bytes), not a video: {path}")
+    kind = non_video_kind(path)
+    if kind is not None:
+        raise VideoError(f"cannot open {path} as a video: it is {kind}, not a video")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
@@ -125,7 +166,7 @@ def probe_video(path: str | Path, count: bool = False) -> VideoInfo:
             n = 1 + _count_frames(cap)
     finally:
         cap.release()
-    fps_assumed = not math.isfinite(fps) or fps <= 0 or fps > MAX_PLAUSIBLE_FPS
+    fps_assumed = not _usable_fps(fps)
     return VideoInfo(
         path=path,
         num_frames=int(n),
@@ -137,13 +178,19 @@ def probe_video(path: str | Path, count: bool = False) -> VideoInfo:
     )
 
 
-def read_frames(path: str | Path, indices: Sequence[int] | np.ndarray, max_side: int | None = None) -> np.ndarray:
+def read_frames(
+    path: str | Path,
+    indices: Sequence[int] | np.ndarray,
+    max_side: int | None = None,
+    on_short: Callable[[str], None] | None = None,
+) -> np.ndarray:
     """Frames at `indices` (any order, repeats allowed) -> (N,H,W,3) uint8 RGB, in the order asked.
 
     Decodes sequentially up to the largest index and converts only the frames asked for. If the
     file ends before an index (its header promised more frames), the last decoded frame stands in
-    for the missing ones and a DataWarning says so. max_side downsizes while decoding (INTER_AREA),
-    so a long high-resolution video never sits in memory at full size.
+    for the missing ones and a DataWarning says so (or `on_short(message)` is called instead, for
+    a caller that shows it: warnings cannot be caught per thread). max_side downsizes while
+    decoding (INTER_AREA), so a long high-resolution video never sits in memory at full size.
     """
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size == 0:
@@ -174,12 +221,14 @@ def read_frames(path: str | Path, indices: Sequence[int] | np.ndarray, max_side:
         if tail is None:
             raise VideoError(f"no decodable frames in {path} (zero frames or corrupt stream)")
         missing = sorted(i for i in wanted if i not in got)
-        warnings.warn(
+        message = (
             f"{path}: stream ended after {pos} frames but frame {last} was asked for; "
-            f"repeating frame {pos - 1} for {len(missing)} missing index(es)",
-            DataWarning,
-            stacklevel=2,
+            f"repeating frame {pos - 1} for {len(missing)} missing index(es)"
         )
+        if on_short is not None:
+            on_short(message)
+        else:
+            warnings.warn(message, DataWarning, stacklevel=2)
         for i in missing:
             got[i] = tail
     return np.stack([got[i] for i in idx.tolist()])
@@ -227,6 +276,6 @@ def read_video(
         cap.release()
     if not frames:
         raise VideoError(f"no decodable frames in {path} (zero frames or corrupt stream)")
-    if not math.isfinite(fps) or fps <= 0 or fps > MAX_PLAUSIBLE_FPS:
+    if not _usable_fps(fps):
         fps = DEFAULT_FPS
     return np.stack(frames), float(fps) / every
