@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from .data.video import probe_video, read_frames
 from .model.losses import stage_similarity
 
 PRECISIONS = ("fp32", "bf16")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -158,7 +160,12 @@ class Predictor:
         windows = test_windows(n, self.clip_cfg)
         unique, inverse = np.unique(np.concatenate(windows), return_inverse=True)
         side = decode_max_side(info.width, info.height, self.clip_cfg, train=False)
-        decoded = read_frames(video_path, unique, max_side=side)  # each frame once: (U, h, w, 3)
+        short: list[str] = []
+        decoded = read_frames(video_path, unique, max_side=side, on_short=short.append)  # each frame once: (U, h, w, 3)
+        if short:  # a truncated file, or a header that promises more frames than there are
+            log.warning("%s", short[0])
+            notes.append(f"the file ends before the {info.num_frames} frames its header promises (truncated or "
+                         "corrupt?): the last decoded frame stands in for the missing ones")
         t = self.clip_cfg.num_frames
         per_window = [inverse[k * t : (k + 1) * t] for k in range(len(windows))]  # rows of `decoded`
         decode_s = time.perf_counter() - start
