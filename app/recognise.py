@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def check_video_file(ctx: AppContext, video: str | None) -> tuple[Path, Any]:
     size_mb = path.stat().st_size / (1024 * 1024)
     if size_mb > ctx.config.max_upload_mb:
         raise UserError(
-            f"'{path.name}' is {size_mb:.0f} MB; this server accepts videos up to "
+            f"'{path.name}' is {_up(size_mb)} MB; this server accepts videos up to "
             f"{ctx.config.max_upload_mb:g} MB."
         )
     if path.stat().st_size == 0:
@@ -45,10 +46,16 @@ def check_video_file(ctx: AppContext, video: str | None) -> tuple[Path, Any]:
     duration = info.num_frames / info.fps if info.fps else 0.0
     if duration > ctx.config.max_video_minutes * 60:
         raise UserError(
-            f"'{path.name}' lasts {duration / 60:.0f} min; this server accepts videos up to "
+            f"'{path.name}' lasts {_up(duration / 60)} min; this server accepts videos up to "
             f"{ctx.config.max_video_minutes:g} min. Trim it and try again."
         )
     return path, info
+
+
+def _up(value: float) -> str:
+    """Rounded up to 0.1, so a value just over a limit never reads as the limit itself
+    ("5.1 MB; up to 5 MB", not "5 MB; up to 5 MB")."""
+    return f"{math.ceil(value * 10) / 10:g}"
 
 
 def run_prediction(ctx: AppContext, video: str | None, topk: int, checkpoint: str | None,
