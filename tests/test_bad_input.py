@@ -21,6 +21,7 @@ import time
 import tracemalloc
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -185,16 +186,15 @@ def predictor(tiny):
 
 @pytest.fixture(scope="module")
 def page(tiny):
-    """The built page (not launched) and the very function its Recognise button calls."""
+    """The built page (not launched): its context and the very functions its buttons call."""
     from app import AppConfig, build_demo
 
     cfg = AppConfig(checkpoint=tiny / "checkpoints" / "tiny", checkpoints_dir=tiny / "checkpoints",
                     runs_dir=tiny / "runs", data_root=None, examples_dir=None,
                     max_upload_mb=5, max_video_minutes=30, decode_seconds=6)
     demo = build_demo(cfg, warm_up=False)
-    fns = [f for f in demo.fns.values() if f.api_name == "recognise"]
-    assert len(fns) == 1
-    return demo.ctx, fns[0].fn
+    buttons = {f.api_name: f.fn for f in demo.fns.values()}
+    return SimpleNamespace(ctx=demo.ctx, button=buttons["recognise"], start_run=buttons["finetune_start"])
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +223,7 @@ def recognise(fn, path) -> tuple[str, object]:
 def test_corpus_file_works_or_says_why(name, files, predictor, page):
     path = files[name]
     kind, expected = CORPUS[name][1]
-    _, button = page
+    button = page.button
 
     # core.predict
     if kind == "error":
@@ -253,7 +253,7 @@ def test_corpus_file_works_or_says_why(name, files, predictor, page):
 
 
 def test_no_file_and_vanished_upload(page, tmp_path):
-    _, button = page
+    button = page.button
     assert recognise(button, None) == ("error", "Upload a video, record one, or pick an example first.")
     status, msg = recognise(button, tmp_path / "gone.mp4")
     assert status == "error" and "gone from the server" in msg
@@ -322,7 +322,7 @@ def test_four_channel_and_2d_grey_frames(mode, predictor, page, tmp_path, monkey
         assert r < g < b
     else:  # grey: three equal channels
         assert (result.frames[..., 0] == result.frames[..., 2]).all()
-    status, out = recognise(page[1], path)
+    status, out = recognise(page.button, path)
     assert status == "ok", out
 
 
@@ -334,7 +334,7 @@ def test_unusable_fps_is_replaced_and_said(fps, predictor, page, tmp_path, monke
     result = predictor.predict(path)
     assert result.fps == 25.0 and any("25 fps assumed" in n for n in result.notes)
     assert result.window_times[-1][1] == pytest.approx(20 / 25.0)
-    status, out = recognise(page[1], path)
+    status, out = recognise(page.button, path)
     assert status == "ok" and "25 fps assumed" in out[3], out
 
 
@@ -370,7 +370,7 @@ def test_8k_frames_are_reduced_while_decoding(video_8k, predictor, page):
     assert max(result.frames.shape[1:3]) <= side and result.frames.nbytes < 1e6
     frames_8k = video_mod.read_frames(video_8k, [0, 1, 2, 1], max_side=side)
     assert frames_8k.shape == (4, round(4320 * side / 7680), side, 3)
-    status, out = recognise(page[1], video_8k)
+    status, out = recognise(page.button, video_8k)
     assert status == "ok", out
 
 
@@ -427,13 +427,13 @@ def test_two_hour_video_refused_by_the_duration_limit_before_decoding(two_hours,
         raise AssertionError("decoded before the limits were checked")
 
     monkeypatch.setattr(core.predict, "read_frames", must_not_decode)
-    status, msg = recognise(page[1], two_hours)
+    status, msg = recognise(page.button, two_hours)
     assert status == "error"
     assert msg == "'two hours.avi' lasts 120 min; this server accepts videos up to 30 min. Trim it and try again."
 
 
 def test_two_hour_video_is_capped_when_allowed(two_hours, page, predictor, monkeypatch):
-    ctx, button = page
+    ctx, button = page.ctx, page.button
     monkeypatch.setattr(ctx.config, "max_video_minutes", 180)
     tick = time.perf_counter()
     status, out = recognise(button, two_hours)
@@ -464,7 +464,7 @@ def test_two_hour_video_is_capped_when_allowed(two_hours, page, predictor, monke
 
 # ------------------------------------------------------------------------------ upload limits
 def test_size_limit_refuses_before_opening_the_file(page, tmp_path, monkeypatch):
-    ctx, button = page
+    ctx, button = page.ctx, page.button
     path = write(tmp_path / "big clip.avi", frames(40, h=240, w=320))
     size_mb = path.stat().st_size / 2**20
     monkeypatch.setattr(ctx.config, "max_upload_mb", round(size_mb * 0.9, 3))
@@ -482,11 +482,34 @@ def test_size_limit_refuses_before_opening_the_file(page, tmp_path, monkeypatch)
 
 
 def test_duration_just_over_the_limit_reads_over_it(page, tmp_path, monkeypatch):
-    ctx, button = page
+    ctx, button = page.ctx, page.button
     path = write(tmp_path / "a bit long.avi", frames(61, h=16, w=16), fps=1.0)  # 61 s
     monkeypatch.setattr(ctx.config, "max_video_minutes", 1.0)
     status, msg = recognise(button, path)
     assert status == "error" and "lasts 1.1 min; this server accepts videos up to 1 min" in msg, msg
+
+
+def test_zip_size_limit_refuses_before_unpacking(page, tmp_path, monkeypatch):
+    """The Fine-tune tab's zip upload: over max_zip_mb, refused by the start button's own
+    function before anything is unpacked or any run starts."""
+    import zipfile
+
+    ctx, start = page.ctx, page.start_run
+    z = tmp_path / "my data.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+        for cls in ("a", "b"):
+            zf.writestr(f"set/{cls}/clip.avi", np.random.default_rng(0).bytes(300_000))
+    monkeypatch.setattr(ctx.config, "max_zip_mb", 0.25)
+
+    def must_not_unpack(*a, **k):
+        raise AssertionError("unpacked before the size limit was checked")
+
+    monkeypatch.setattr(ctx.runs, "extract_zip", must_not_unpack)
+    monkeypatch.setattr(ctx.runs, "start", must_not_unpack)
+    with pytest.raises(gr.Error) as err:
+        start("Upload a zip", str(z), "", "ucf101", "", "", "", "", "", 1, "tiny", 1, 0.001, 2, 4, 1, "adamw")
+    no_traceback(err.value.message)
+    assert err.value.message == "the zip is larger than 0.25 MB"
 
 
 def test_limits_are_configurable(monkeypatch, tmp_path):
