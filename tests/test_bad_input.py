@@ -638,3 +638,18 @@ def test_duplicate_class_names_refuse_the_dataset_by_file(tmp_path):
                       num_workers=0, device="cpu", show_progress=False)
     with pytest.raises(ValueError, match=r"classes.txt: duplicate class names \['fast'\]"):
         train(cfg)
+
+
+def test_no_readable_training_video_is_a_clear_error(tmp_path):
+    from core.train import TrainConfig, TrainingError, train
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "a.avi").write_bytes(b"")
+    (root / "b.avi").write_text("text")
+    (root / "train.txt").write_text("a.avi fast\nb.avi slow\n")
+    cfg = TrainConfig(run_dir=str(tmp_path / "run"), data_layout="list", data_root=str(root),
+                      train_list=str(root / "train.txt"), model="stmanet_r10", base_width=4, num_frames=4,
+                      height=32, width=32, epochs=1, num_workers=0, device="cpu", show_progress=False)
+    with pytest.raises(TrainingError, match=r"none of the 2 training videos can be read, e\.g\. .*a\.avi.*empty file"):
+        train(cfg)
