@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .data.clips import ClipConfig, _max_crop, _motion_crop, decode_max_side, test_transform, test_windows
+from .data.clips import ClipConfig, _max_crop, _motion_crop, _resize, decode_max_side, normalize, test_windows
 from .data.video import probe_video, read_frames
 from .model.inference import optimize_for_inference, prepare_clip
 from .model.losses import stage_similarity
@@ -208,7 +208,7 @@ class Predictor:
         for first, last in _balanced_batches(len(windows), batch_windows):
             tick = time.perf_counter()
             rows = per_window[first:last]
-            batch = torch.stack([test_transform(decoded[r], self.clip_cfg) for r in rows])  # (B, 3, T, H, W)
+            batch = window_batch(decoded, rows, self.clip_cfg)  # (B, 3, T, H, W)
             prep_s += time.perf_counter() - tick
             tick = time.perf_counter()
             output = self._forward(batch, with_attention)
@@ -294,12 +294,46 @@ def model_view(frames: np.ndarray, cfg: ClipConfig) -> np.ndarray:
     cfg.motion_crop, then the largest centre crop with the model's aspect), kept at the decoded
     resolution: sharp enough to draw attention overlays on. (T, H, W, 3) -> (T, h, w, 3).
     Uses the clips module's own crop helpers so it cannot drift from test_transform."""
+    return np.ascontiguousarray(_model_crop(frames, cfg))
+
+
+def _model_crop(frames: np.ndarray, cfg: ClipConfig) -> np.ndarray:
+    """model_view without the copy: a view into `frames` (motion box, then centre crop)."""
     frames = _motion_crop(frames, cfg)
     h, w = frames.shape[1:3]
     max_h, max_w = _max_crop(h, w, cfg.width / cfg.height)
     ch, cw = min(h, max(1, round(max_h))), min(w, max(1, round(max_w)))
     y, x = (h - ch) // 2, (w - cw) // 2
-    return np.ascontiguousarray(frames[:, y : y + ch, x : x + cw])
+    return frames[:, y : y + ch, x : x + cw]
+
+
+def window_batch(decoded: np.ndarray, rows: list[np.ndarray], cfg: ClipConfig) -> torch.Tensor:
+    """torch.stack([test_transform(decoded[r], cfg) for r in rows]), bit for bit, without torch's
+    elementwise ops: the same crop (`_model_crop`) and uint8 resize (`clips._resize`), then one
+    table lookup per channel from uint8 to the normalised float (`_normalise_table`).
+
+    Why: torch runs to-float, /255 and normalise as separate multi-threaded passes over each
+    clip; on a loaded 2-core machine they cost more than the whole model of a narrow checkpoint
+    (bench/predict_e2e.py). A lookup is one single-threaded pass.
+    """
+    t, h, w = cfg.num_frames, cfg.height, cfg.width
+    table = _normalise_table(cfg)
+    out = np.empty((len(rows), 3, t, h, w), np.float32)
+    for b, r in enumerate(rows):
+        frames = decoded[r]
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (T,H,W,3) uint8, got {frames.shape} {frames.dtype}")
+        small = _resize(_model_crop(frames, cfg), h, w)  # (T, h, w, 3) uint8
+        for c in range(3):
+            np.take(table[c], small[..., c], out=out[b, c])
+    return torch.from_numpy(out)
+
+
+def _normalise_table(cfg: ClipConfig) -> np.ndarray:
+    """(3, 256) float32: what test_transform's float conversion, /255 and `clips.normalize` make
+    of each uint8 value, by those very torch operations (so lookups are bit-identical)."""
+    values = torch.arange(256, dtype=torch.uint8).float().div_(255.0)  # as clips._to_clip
+    return normalize(values.view(1, 256, 1, 1).expand(3, 256, 1, 1), cfg).reshape(3, 256).numpy()
 
 
 def collect_maps(outputs) -> tuple[list[StageMaps], dict[str, np.ndarray | None]]:
