@@ -1,0 +1,143 @@
+"""bench/: every script's --quick run prints one JSON object with the keys its README promises
+(a smoke test, one thread so a loaded machine cannot stretch it), and the inference copy the
+benchmarks and the Predictor use computes the same function as the model."""
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.data.clips import ClipConfig, test_transform
+from core.data.video import read_video
+from core.model import build_model, config_by_name
+from core.model.inference import FastSTMANet, _pool_to, optimize_for_inference, prepare_clip
+from core.predict import window_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = {"script", "machine", "seconds"}
+SCRIPTS = {
+    "flops": {"variants", "stmanet_over_backbone_flops", "clip"},
+    "latency": {"models", "matmul_peak", "latency", "speedup_over_eager_fp32", "stmanet_over_backbone",
+                "bf16_vs_fp32", "targets"},
+    "predict_e2e": {"video", "checkpoint", "runs", "speedup_optimized_over_eager", "bf16_vs_fp32", "preprocess",
+                    "target_10s_video_with_maps_under_2s"},
+    "train_step": {"steps", "device"},
+    "data_loading": {"loader", "model_train_step", "cache_build_s", "videos"},
+}
+
+
+def _check(result: dict, script: str) -> None:
+    assert COMMON | SCRIPTS[script] <= set(result), sorted(COMMON | SCRIPTS[script] - set(result))
+    assert result["script"] == script
+    assert {"cpu_count", "torch", "threads", "loadavg_end"} <= set(result["machine"])
+    assert result["machine"]["threads"] == 1
+
+
+def test_a_script_runs_from_the_command_line():
+    done = subprocess.run([sys.executable, "bench/flops.py", "--quick", "--threads", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check(json.loads(done.stdout), "flops")
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_script_quick_prints_its_json(script, capsys, monkeypatch):
+    """Each script's main() in this process (no interpreter start-up per script)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    module = importlib.import_module(script)
+    module.main(["--quick", "--threads", "1"])
+    _check(json.loads(capsys.readouterr().out), script)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process checks at one thread: on a loaded 2-core machine two OpenMP threads wait on each
+    other at every small op (seconds per test instead of tenths)."""
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.set_rng_state(rng)  # the scripts seed the global RNG; leave it as other tests expect
+
+
+def _randomised(model):
+    """BN statistics and residual gates away from their init, so folding them is tested."""
+    torch.manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("name", ["stmanet_r10", "r3d10_baseline", "stmanet_r10_sda", "stmanet_r10_tda"])
+def test_inference_copy_is_the_same_function(name, channels_last):
+    torch.manual_seed(0)
+    model = _randomised(build_model(config_by_name(name, num_classes=5, base_width=8)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model, channels_last=channels_last)
+    assert isinstance(fast, FastSTMANet) and type(model).__name__ == "STMANet"
+    for shape in [(2, 3, 16, 64, 64), (1, 3, 17, 80, 96)]:  # odd sizes: pools that do not divide
+        clip = torch.randn(*shape)
+        with torch.inference_mode():
+            ref, got = model(clip, return_attention=True), fast(clip, return_attention=True)
+            plain = fast(clip).logits
+        torch.testing.assert_close(got.logits, ref.logits, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(plain, ref.logits, atol=1e-5, rtol=1e-4)
+        for a, b in zip(ref.spatial_attention + ref.temporal_attention, got.spatial_attention + got.temporal_attention):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+        assert got.stage_shapes == ref.stage_shapes
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # original untouched
+
+
+def test_inference_copy_under_bf16_autocast_stays_close():
+    torch.manual_seed(0)
+    model = _randomised(build_model(config_by_name("stmanet_r10", num_classes=5, base_width=8, residual_gamma_init=0.5)))
+    fast = optimize_for_inference(model)
+    clip = torch.randn(2, 3, 16, 64, 64)
+    with torch.inference_mode():
+        ref = model(clip).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fast(clip, return_attention=True).logits.float()
+    assert (got - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+def test_inference_copy_of_torchvision_video_resnets():
+    torchvision = pytest.importorskip("torchvision")
+    for build in (torchvision.models.video.r3d_18, torchvision.models.video.r2plus1d_18):
+        torch.manual_seed(0)
+        model = _randomised(build())
+        fast = optimize_for_inference(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast.modules())
+        clip = torch.randn(1, 3, 4, 32, 32)
+        with torch.inference_mode():
+            torch.testing.assert_close(fast(prepare_clip(fast, clip)), model(clip), atol=1e-5, rtol=1e-4)
+
+
+def test_pool_is_the_adaptive_pool():
+    x = torch.randn(2, 8, 16, 28, 28).contiguous(memory_format=torch.channels_last_3d)
+    assert _pool_to(x, (16, 28, 28)) is x
+    assert torch.equal(_pool_to(x, (8, 14, 14)), F.adaptive_avg_pool3d(x, (8, 14, 14)))  # bit-identical
+    y = torch.randn(1, 4, 4, 7, 7)
+    assert torch.equal(_pool_to(y, (2, 4, 4)), F.adaptive_avg_pool3d(y, (2, 4, 4)))  # 7 -> 4: the pool itself
+
+
+@pytest.mark.parametrize("motion_crop", [True, False])
+def test_window_batch_is_test_transform_bit_for_bit(make_video, tmp_path, motion_crop):
+    frames, _ = read_video(make_video(tmp_path / "v.avi", 24, width=96, height=64))
+    cfg = ClipConfig(num_frames=8, stride=1, height=40, width=48, motion_crop=motion_crop)
+    rows = [np.arange(0, 8), np.arange(8, 16), np.arange(16, 24) % 20]
+    expected = torch.stack([test_transform(frames[r], cfg) for r in rows])
+    assert torch.equal(window_batch(frames, rows, cfg), expected)
