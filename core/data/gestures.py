@@ -70,3 +70,22 @@ def write_gesture_lists(
         write_list_file(out / "val.txt", val.samples, val.class_names, gesture_root),
         write_class_list(out / "classes.txt", train.class_names),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m core.data.gestures GESTURE_ROOT OUT_DIR`: write train.txt, val.txt, classes.txt."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("gesture_root")
+    parser.add_argument("out_dir")
+    parser.add_argument("--train-subjects", nargs="+", default=list(TRAIN_SUBJECTS))
+    parser.add_argument("--val-subjects", nargs="+", default=list(VAL_SUBJECTS))
+    args = parser.parse_args(argv)
+    for path in write_gesture_lists(args.gesture_root, args.out_dir, tuple(args.train_subjects), tuple(args.val_subjects)):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
