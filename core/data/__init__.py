@@ -12,7 +12,6 @@ from .clips import (
     train_transform,
 )
 from .dataset import VideoClipDataset, collate_windows, load_test_clips, mean_over_windows, scan_videos
-from .gestures import GESTURE_FLIP_SWAP, load_gesture_split, write_gesture_lists
 from .listfile import read_class_list, read_list_file, write_class_list, write_list_file
 from .samples import VIDEO_EXTENSIONS, Sample, ScanReport, VideoList
 from .video import DataWarning, VideoError, VideoInfo, probe_video, read_frames, read_video
@@ -33,9 +32,6 @@ __all__ = [
     "load_test_clips",
     "mean_over_windows",
     "scan_videos",
-    "GESTURE_FLIP_SWAP",
-    "load_gesture_split",
-    "write_gesture_lists",
     "read_class_list",
     "read_list_file",
     "write_class_list",
