@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from core.checkpoint import CheckpointError
+from core.data.video import VideoError
 from core.runs import (
     PathNotAllowedError,
     PushError,
@@ -38,23 +40,8 @@ class UserError(ValueError):
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is written for a person: shown on the page as they are."""
-    errors: list[type[BaseException]] = [
-        UserError, PathNotAllowedError, ZipRejectedError, RunBusyError, PushError,
-        FileNotFoundError,
-    ]
-    try:
-        from core.data.video import VideoError
-
-        errors.append(VideoError)
-    except ImportError:  # pragma: no cover - core.data not there yet
-        pass
-    try:
-        from core.checkpoint import CheckpointError
-
-        errors.append(CheckpointError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
+    return (UserError, PathNotAllowedError, ZipRejectedError, RunBusyError, PushError, FileNotFoundError,
+            VideoError, CheckpointError)
 
 
 _UPLOAD_DIR = re.compile(r"(?:[^\s'\"]*/)?gradio/[0-9a-f]{16,}/")
