@@ -38,9 +38,13 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+_REQUESTED: dict = {}
+
+
 def setup(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+    _REQUESTED["threads"] = args.threads
     torch.manual_seed(0)
 
 
@@ -63,6 +67,7 @@ def machine(load_before: tuple[float, float, float] | None = None) -> dict:
         "cpu_count": cpus,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "threads_requested": _REQUESTED.get("threads"),
         "interop_threads": torch.get_num_interop_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "bf16_cpu": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
@@ -121,12 +126,15 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
 
 
 def emit(result: dict, name: str, save: bool) -> None:
-    """Print one JSON object; with save also write bench/results/<name>.json."""
+    """Print one JSON object; with save also write bench/results/<name>.json, or
+    <name>-threads<N>.json when --threads was given (so both settings can be kept)."""
     text = json.dumps(result, indent=1)
     print(text)
     if save:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{name}.json").write_text(text + "\n")
+        threads = result.get("machine", {}).get("threads_requested")
+        stem = f"{name}-threads{threads}" if threads else name
+        (RESULTS / f"{stem}.json").write_text(text + "\n")
 
 
 def matmul_peak(n: int, repeats: int, dtypes=("fp32", "bf16")) -> dict:

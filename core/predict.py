@@ -124,10 +124,17 @@ class Predictor:
     model (BN folded, oneDNN convolutions with fused ReLU/sums, channels_last on CPU): the same
     function to fp32 rounding, ~1.5x faster on CPU (bench/latency.py). The checkpoint's own
     model (`self.checkpoint.model`) is left as loaded.
+    threads: intra-op threads for the model while `predict` runs (None: torch's setting). On a
+    CPU shared with other busy processes, 1 avoids OpenMP threads waiting at every layer for a
+    descheduled sibling (3-4x less time on the loaded 2-core bench machine, bench/README.md).
+    Set and restored around each forward in the calling thread (OpenMP's setting is per thread).
     """
 
     def __init__(self, checkpoint: str | Path | LoadedCheckpoint, device=None, precision: str = "fp32",
-                 optimize: bool = True) -> None:
+                 optimize: bool = True, threads: int | None = None) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {threads}")
+        self.threads = threads
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device) if device is not None else default_device()
@@ -251,8 +258,22 @@ class Predictor:
             if self.precision == "bf16"
             else contextlib.nullcontext()
         )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast, intra_op_threads(self.threads):
             return self.model(batch, return_attention=with_attention)
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None):
+    """torch's intra-op thread count set to `threads` for the block (None: unchanged), then restored."""
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _balanced_batches(n: int, batch: int) -> list[tuple[int, int]]:

@@ -21,6 +21,8 @@ What makes it faster (each measured with bench/latency.py; see bench/README.md):
   weights over input channels, conv(Z) + conv(X); the pool of X is a strided depthwise
   convolution when the sizes divide (bit-identical to the adaptive pool; 10x faster on
   channels_last), and skipped when it is the identity (stage 2).
+- bf16 attention without maps as the explicit product with an fp32 softmax: PyTorch's CPU SDPA
+  kernel is slower in bf16 than the two matmuls at these shapes (fp32 keeps SDPA).
 
 Under `torch.autocast("cpu", dtype=torch.bfloat16)` each convolution casts its input and (once,
 cached) its weights to bf16, as autocast does for conv3d, so bf16 inference keeps autocast's
@@ -29,6 +31,7 @@ semantics.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -147,6 +150,16 @@ def _pool_to(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
     return torch.ops.aten.mkldnn_convolution(x, weight, None, [0, 0, 0], factors, [1, 1, 1], c)
 
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, need_map: bool):
+    """attention.attend, except bf16 on CPU without maps: the explicit product with an fp32
+    softmax, which beats the CPU SDPA kernel in bf16 at these shapes (6x for TDA's few long
+    vectors at batch 8, 1.7x for SDA's 784 positions at batch 1; bench/README.md)."""
+    if need_map or q.dtype != torch.bfloat16 or q.device.type != "cpu":
+        return attend(q, k, v, need_map)
+    scores = (q @ k.transpose(1, 2)) * (1.0 / math.sqrt(q.shape[-1]))
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype) @ v, None
+
+
 def _stacked_vectors(x: torch.Tensor, parts: int, positions: bool) -> torch.Tensor:
     """(B, parts*r, T, H, W) -> (parts, B, N, d): q, k (and v) of a stacked conv, one copy.
 
@@ -171,6 +184,17 @@ class FastStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.conv(x, relu=True))
+
+
+class FastConvReLU(nn.Module):
+    """Sequential(conv_bn(...), ReLU) (STMANet.tda_entry) as one conv with folded BN and fused ReLU."""
+
+    def __init__(self, entry: nn.Sequential, channels_last: bool) -> None:
+        super().__init__()
+        self.conv = InferenceConv3d.from_conv(entry[0][0], channels_last, entry[0][1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, relu=True)
 
 
 class FastBlock(nn.Module):
@@ -225,7 +249,7 @@ class FastTemporalAggregation(nn.Module):
         values = self.v_z(z)  # (B, 2r, T, H, W): [tau_z Z; sigma Z]
         values[:, :r] += self.v_x(x)
         v = values.permute(0, 2, 3, 4, 1).reshape(values.shape[0], t, -1)  # (B, T, H*W*2r)
-        out, attn = attend(q, k, v, need_map)
+        out, attn = _attend(q, k, v, need_map)
         out = vectors_as_frames(out, h, w, memory_format(z))  # (B, 2r, T, H, W)
         branch_agg, main_agg = out.split(r, dim=1)
         x_next = self.branch_out(branch_agg, relu=not self.last_stage)
@@ -250,7 +274,7 @@ class FastSpatialAggregation(nn.Module):
         """(A_s eta(Z) (B, r, T, H, W), A_s or None): everything but pi."""
         t, h = z.shape[2], z.shape[3]
         q, k, v = _stacked_vectors(self.qkv(z), 3, positions=True)  # (B, HW, T*r) each
-        out, attn = attend(q, k, v, need_map)
+        out, attn = _attend(q, k, v, need_map)
         return vectors_as_positions(out, t, h, memory_format(z)), attn
 
     def forward(self, z: torch.Tensor, need_map: bool):
@@ -348,6 +372,8 @@ def optimize_for_inference(model: nn.Module, channels_last: bool | None = None) 
     fast = copy.deepcopy(model).eval()
     if isinstance(fast, STMANet):
         fast.__class__ = FastSTMANet
+        if fast.tda_entry is not None:
+            fast.tda_entry = FastConvReLU(fast.tda_entry, channels_last)
     holder = nn.Module()
     holder.add_module("m", fast)
     _convert(holder, channels_last)
