@@ -133,7 +133,9 @@ def main(argv=None) -> int:
         folder = Path(args.out) / name
         card = model_card(name, {**meta, "model": loaded.model_cfg.to_dict()}, report, baseline, notes) \
             if name == args.name else None
-        save_checkpoint(folder, loaded.model, loaded.clip_cfg, loaded.class_names, metrics=extra,
+        # Ship the window cap the reported evaluation used, so the app scores videos the same way.
+        clip_cfg = loaded.clip_cfg.replace(max_windows=report["clip"]["max_windows"])
+        save_checkpoint(folder, loaded.model, clip_cfg, loaded.class_names, metrics=extra,
                         training=training, data_source=DATA_SOURCE, card=card)
         print(folder)
     return 0
