@@ -2,7 +2,7 @@
 
 | variable                    | default                                  | what                                   |
 |-----------------------------|------------------------------------------|----------------------------------------|
-| STMANET_CHECKPOINT          | first folder in checkpoints/             | the checkpoint the app starts on       |
+| STMANET_CHECKPOINT          | checkpoints/stmanet-r18-gestures         | the checkpoint the app starts on       |
 | STMANET_CHECKPOINTS_DIR     | <repo>/checkpoints                       | shipped checkpoints for the picker     |
 | STMANET_RUNS_DIR            | <repo>/runs                              | fine-tuning runs and unpacked uploads  |
 | STMANET_DATA_ROOT           | <repo>/data, else ../shared/data, else - | server folders fine-tuning may read    |
@@ -39,6 +39,10 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+# The shipped ST-MANet; the plain baseline beside it sorts first, so name the default.
+DEFAULT_CHECKPOINT = "stmanet-r18-gestures"
+
+
 def _first_dir(*candidates: Path | None) -> Path | None:
     for c in candidates:
         if c is not None and c.is_dir():
@@ -63,7 +67,7 @@ class AppConfig:
     @classmethod
     def from_env(cls, **overrides) -> "AppConfig":
         cfg = cls(
-            checkpoint=_env_path("STMANET_CHECKPOINT"),
+            checkpoint=_env_path("STMANET_CHECKPOINT") or _first_dir(REPO / "checkpoints" / DEFAULT_CHECKPOINT),
             checkpoints_dir=_env_path("STMANET_CHECKPOINTS_DIR") or REPO / "checkpoints",
             runs_dir=_env_path("STMANET_RUNS_DIR") or REPO / "runs",
             data_root=_env_path("STMANET_DATA_ROOT")
