@@ -7,10 +7,13 @@ at small T), batch 8, for the CPU config the gesture run uses (stmanet_r18, base
 temporal kernel 3, 32x112x112) and for stmanet_r50 at 16x112x112. On CUDA: batch 32 with bf16
 autocast (the trainer's amp=auto), stmanet_r50 at 32x112x112.
 
-Throughput: the configs' steps are timed in interleaved rounds in this process. Peak memory: a
-subprocess per config (this script with --child) builds the model and a batch, then runs steps;
-the growth of ru_maxrss over the steps is the training step's peak (activations, gradients,
-optimizer state). On CUDA: torch.cuda.max_memory_allocated.
+Each config runs in its own subprocess (this script with --child), in alternating rounds
+(A, B, B, A, ...): one warm-up step, then timed steps. Not in one process: after a step of the
+big config, glibc's malloc (its dynamic mmap threshold raised by the big frees) makes the small
+config's steps several times slower (measured: 0.7 s -> 11.7 s for the gesture step), which
+would bench the allocator, not the step. Peak memory: the growth of the child's VmHWM (peak
+resident set; /proc/self/status) over its steps: activations, gradients, optimizer state. On
+CUDA: torch.cuda.max_memory_allocated.
 
     python bench/train_step.py [--repeats 3] [--threads N] [--save]
 """
@@ -67,30 +70,41 @@ def make_step(spec: dict, device: str):
     return step, cfg
 
 
+def _hwm_mb() -> float:
+    """Peak resident set of this process in MB: VmHWM (reset by exec, unlike ru_maxrss, which a
+    child inherits from the parent that forked it)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(name: str, quick: bool, steps: int) -> None:
-    """Subprocess body: peak memory of `steps` training steps of one config, as a JSON line."""
+    """Subprocess body: one warm-up step, `steps` timed steps, and peak memory, as a JSON line."""
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     step, _ = make_step(configs(quick, cuda)[name], device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    before = _hwm_mb()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    for _ in range(steps):
-        step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = {"maxrss_mb": round(after / 1024, 1), "step_peak_rss_delta_mb": round((after - before) / 1024, 1)}
+    samples = interleave({name: step}, steps, warmup=1)[name]
+    out = {"wall": samples["wall"], "cpu": samples["cpu"], "peak_rss_mb": round(_hwm_mb(), 1),
+           "step_peak_rss_growth_mb": round(_hwm_mb() - before, 1)}
     if cuda:
         out["cuda_max_memory_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(json.dumps(out))
 
 
-def peak_memory(name: str, quick: bool, threads: int | None) -> dict:
-    cmd = [sys.executable, str(REPO / "bench" / "train_step.py"), "--child", name, "--child-steps", "2"]
+def run_child(name: str, quick: bool, threads: int | None, steps: int) -> dict:
+    cmd = [sys.executable, str(REPO / "bench" / "train_step.py"), "--child", name, "--child-steps", str(steps)]
     cmd += ["--quick"] if quick else []
     cmd += ["--threads", str(threads)] if threads else []
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=1800)
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+        raise RuntimeError(f"{name}: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -98,6 +112,7 @@ def main(argv=None) -> dict:
     parser = base_parser(__doc__)
     parser.add_argument("--child", default=None, help=argparse_hidden())
     parser.add_argument("--child-steps", type=int, default=2, help=argparse_hidden())
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per subprocess (default 3, 1 with --quick)")
     args = parser.parse_args(argv)
     setup(args)
     if args.child:
@@ -105,30 +120,36 @@ def main(argv=None) -> dict:
         return {}
     load, start = os.getloadavg(), time.perf_counter()
     cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
     repeats = args.repeats or (1 if args.quick else 2)
+    steps = args.steps or (1 if args.quick else 3)
     specs = configs(args.quick, cuda)
-    steps = {name: make_step(spec, device)[0] for name, spec in specs.items()}
-    samples = interleave(steps, repeats)
+    names = list(specs)
+    got = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            got[name].append(run_child(name, args.quick, args.threads, steps))
     rows = []
     for name, spec in specs.items():
-        s = samples[name]
-        wall, cpu = statistics.median(s["wall"]), statistics.median(s["cpu"])
+        wall = [w for g in got[name] for w in g["wall"]]
+        cpu = [c for g in got[name] for c in g["cpu"]]
         rows.append({
             "config": name, "model": spec["name"], "model_overrides": spec["kw"], "clip": list(spec["clip"]),
             "batch": spec["batch"], "precision": "bf16 autocast" if spec.get("amp") and cuda else "fp32",
-            "step_wall_s": summary(s["wall"]), "step_cpu_s": summary(s["cpu"]),
-            "clips_per_s_wall": round(spec["batch"] / wall, 2), "clips_per_cpu_s": round(spec["batch"] / cpu, 2),
-            "memory": peak_memory(name, args.quick, args.threads),
+            "step_wall_s": summary(wall), "step_cpu_s": summary(cpu),
+            "clips_per_s_wall": round(spec["batch"] / statistics.median(wall), 2),
+            "clips_per_cpu_s": round(spec["batch"] / statistics.median(cpu), 2),
+            "memory": {k: max(g[k] for g in got[name]) for k in got[name][0] if k not in ("wall", "cpu")},
         })
     result = {
         "script": "train_step",
         "quick": args.quick,
-        "device": device,
+        "device": "cuda" if cuda else "cpu",
         "repeats": repeats,
+        "steps_per_subprocess": steps,
         "steps": rows,
         "notes": ["random data and weights; a step is forward + eq. 9 loss (maps built for the diversity "
-                  "terms) + backward + SGD, as core.train; data loading excluded (see data_loading.py)"],
+                  "terms) + backward + SGD, as core.train; data loading excluded (see data_loading.py)",
+                  "each config in its own subprocesses, alternating; one warm-up step per subprocess"],
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine(load),
     }
