@@ -5,7 +5,8 @@ preprocess, model, maps). With more than one torch thread, the optimized predict
 with threads=1 in the same rounds. Also the preprocessing alone, old way (torch.stack of test_transform)
 against Predictor's window_batch (same bits). Variants are timed in interleaved rounds.
 
-Checkpoint: --checkpoint DIR, else the first folder in checkpoints/ (the app's default), else a
+Checkpoint: --checkpoint DIR, else the app's default (STMANET_CHECKPOINT, else
+checkpoints/stmanet-r18-gestures as app/config.py names it), else the first folder in checkpoints/, else a
 freshly saved random model of the gesture config (stmanet_r18, 15 classes, base width 16, stem
 temporal kernel 3; clips of 32 frames, stride 1, motion crop). Video: --video PATH, else the
 shared 10 s MMAction2 demo clip (340x256, 28 fps), else a generated 10 s 320x240 MJPG.
@@ -15,6 +16,7 @@ shared 10 s MMAction2 demo clip (340x256, 28 fps), else a generated 10 s 320x240
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -53,13 +55,26 @@ def make_video(path: Path, seconds: float, width: int, height: int, fps: float =
     return path
 
 
+def app_default_checkpoint() -> Path | None:
+    """The checkpoint the app starts on, as app/config.py resolves it (STMANET_CHECKPOINT, else
+    checkpoints/<DEFAULT_CHECKPOINT>), read without importing the app (gradio takes ~10 s)."""
+    if os.environ.get("STMANET_CHECKPOINT"):
+        return Path(os.environ["STMANET_CHECKPOINT"])
+    match = re.search(r'^DEFAULT_CHECKPOINT = "([^"]+)"', (REPO / "app" / "config.py").read_text(), re.M)
+    folder = REPO / "checkpoints" / (match.group(1) if match else "")
+    return folder if match and (folder / "config.json").is_file() else None
+
+
 def pick_checkpoint(arg: str | None, workdir: Path, quick: bool) -> tuple[Path, str]:
     """(folder, where it came from)."""
     if arg:
         return Path(arg), "given"
+    default = None if quick else app_default_checkpoint()
+    if default is not None:
+        return default, f"the app's default ({default.relative_to(REPO) if default.is_relative_to(REPO) else default})"
     shipped = sorted(p for p in (REPO / "checkpoints").glob("*") if (p / "config.json").is_file())
     if shipped and not quick:
-        return shipped[0], "checkpoints/ (the app's default)"
+        return shipped[0], "first folder in checkpoints/"
     torch.manual_seed(0)
     if quick:
         cfg = config_by_name("stmanet_r10", num_classes=15, base_width=8, stem_temporal_kernel=3)
@@ -162,7 +177,9 @@ def main(argv=None) -> dict:
                 for v in variants if v != "eager" for p in ("fp32", "bf16") for m in ("no_maps", "maps")
             ],
             "bf16_vs_fp32": {
+                "same_top1": fp32.topk[0][0] == bf16.topk[0][0],
                 "same_topk_labels": [n for n, _ in fp32.topk] == [n for n, _ in bf16.topk],
+                "topk_set_overlap": len({n for n, _ in fp32.topk} & {n for n, _ in bf16.topk}),
                 "max_abs_prob_diff": float(f"{np.abs(fp32.probs - bf16.probs).max():.3g}"),
                 "window_top1_agreement": round(float((fp32.window_probs.argmax(1) == bf16.window_probs.argmax(1)).mean()), 3),
             },

@@ -80,8 +80,10 @@ def e2e_section(r: dict) -> str:
         table(["model", "precision", "maps", "total wall s", "CPU s", "decode", "preprocess", "model", "maps"], rows),
         f"Preprocessing alone ({p['windows']} windows): test_transform {p['test_transform_wall_s']['median']} s, "
         f"window_batch {p['window_batch_wall_s']['median']} s ({p['speedup_cpu']}x less CPU, bit-identical: "
-        f"{p['bit_identical']}). bf16 vs fp32: same top-k {r['bf16_vs_fp32']['same_topk_labels']}, "
-        f"max prob diff {r['bf16_vs_fp32']['max_abs_prob_diff']}.",
+        f"{p['bit_identical']}). bf16 vs fp32 (optimized, this video): same top-1 "
+        f"{r['bf16_vs_fp32'].get('same_top1')}, same top-k order {r['bf16_vs_fp32']['same_topk_labels']}, "
+        f"top-k sets share {r['bf16_vs_fp32'].get('topk_set_overlap')}, per-window top-1 agreement "
+        f"{r['bf16_vs_fp32']['window_top1_agreement']}, max prob diff {r['bf16_vs_fp32']['max_abs_prob_diff']}.",
     ])
 
 

@@ -127,7 +127,8 @@ class Predictor:
     threads: intra-op threads for the model while `predict` runs (None: torch's setting). On a
     CPU shared with other busy processes, 1 avoids OpenMP threads waiting at every layer for a
     descheduled sibling (3-4x less time on the loaded 2-core bench machine, bench/README.md).
-    Set and restored around each forward in the calling thread (OpenMP's setting is per thread).
+    Set and restored around the model and map work of each call, in the calling thread (OpenMP's
+    setting is per thread).
     """
 
     def __init__(self, checkpoint: str | Path | LoadedCheckpoint, device=None, precision: str = "fp32",
@@ -207,7 +208,12 @@ class Predictor:
 
     # ------------------------------------------------------------------ the work
 
-    def _run(self, decoded, per_window, windows, n, fps, topk, with_attention, batch_windows, notes, timings, start):
+    def _run(self, *args):
+        with intra_op_threads(self.threads):  # the forward and the maps' torch ops
+            return self._windows_to_prediction(*args)
+
+    def _windows_to_prediction(self, decoded, per_window, windows, n, fps, topk, with_attention, batch_windows,
+                               notes, timings, start):
         notes = notes + _window_notes(n, windows, self.clip_cfg)
         if self._precision_note:
             notes.append(self._precision_note)
@@ -258,7 +264,7 @@ class Predictor:
             if self.precision == "bf16"
             else contextlib.nullcontext()
         )
-        with torch.inference_mode(), autocast, intra_op_threads(self.threads):
+        with torch.inference_mode(), autocast:
             return self.model(batch, return_attention=with_attention)
 
 
@@ -278,7 +284,7 @@ def intra_op_threads(threads: int | None):
 
 def _balanced_batches(n: int, batch: int) -> list[tuple[int, int]]:
     """[first, last) bounds of ceil(n / batch) batches of near-equal size: 9 windows at batch 8
-    run as 5 + 4, not 8 + 1 (a batch of one wastes the weight traffic of a whole forward)."""
+    run as 4 + 5, not 8 + 1 (a batch of one wastes the weight traffic of a whole forward)."""
     count = -(-n // batch)
     bounds = [round(k * n / count) for k in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))

@@ -141,3 +141,18 @@ def test_window_batch_is_test_transform_bit_for_bit(make_video, tmp_path, motion
     rows = [np.arange(0, 8), np.arange(8, 16), np.arange(16, 24) % 20]
     expected = torch.stack([test_transform(frames[r], cfg) for r in rows])
     assert torch.equal(window_batch(frames, rows, cfg), expected)
+
+
+def test_predictor_threads_and_balanced_batches(tiny_checkpoint, make_video, tmp_path):
+    from core.predict import Predictor, _balanced_batches
+
+    assert _balanced_batches(9, 8) == [(0, 4), (4, 9)] and _balanced_batches(8, 8) == [(0, 8)]
+    assert _balanced_batches(1, 8) == [(0, 1)] and _balanced_batches(17, 8) == [(0, 6), (6, 11), (11, 17)]
+    video = make_video(tmp_path / "v.avi", 30)
+    torch.set_num_threads(2)
+    plain = Predictor(tiny_checkpoint, device="cpu", optimize=False).predict(video, batch_windows=2)
+    fast = Predictor(tiny_checkpoint, device="cpu", threads=1).predict(video, batch_windows=2, with_attention=True)
+    assert torch.get_num_threads() == 2  # restored after the call
+    np.testing.assert_allclose(fast.window_probs, plain.window_probs, atol=1e-5)
+    with pytest.raises(ValueError):
+        Predictor(tiny_checkpoint, device="cpu", threads=0)
