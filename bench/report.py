@@ -93,7 +93,7 @@ def train_section(r: dict) -> str:
         mem = s["memory"]
         rows.append([s["config"], s["model"], "x".join(map(str, s["clip"])), s["batch"], s["precision"],
                      s["step_wall_s"]["median"], s["clips_per_s_wall"], s["clips_per_cpu_s"],
-                     mem.get("step_peak_rss_delta_mb", mem.get("error")), mem.get("cuda_max_memory_allocated_mb", "")])
+                     mem.get("step_peak_rss_growth_mb", mem.get("error")), mem.get("cuda_max_memory_allocated_mb", "")])
     return machine_line(r) + "\n\n" + table(
         ["config", "model", "clip", "batch", "precision", "step s (wall)", "clips/s", "clips per CPU-s",
          "peak RSS growth (MB)", "CUDA max allocated (MB)"], rows)
