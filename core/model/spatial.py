@@ -1,7 +1,7 @@
 """Spatial-based deep aggregation, SDA (paper 3.3, eqs. 4-5).
 
 Positions are the H*W cells of Z^i (B, C, T, H, W); each position's feature is its vector over
-reduced channels and time (r*T, ordered (t, c): the order does not change a dot product).
+reduced channels and time (r*T).
 
   eq. 4: A_s = softmax(alpha(Z^i) beta(Z^i)^T / sqrt(d))      (B, HW, HW)
   eq. 5: Z^i_s = Z^i + pi(A_s eta(Z^i))                        (B, C, T, H, W)
@@ -11,9 +11,10 @@ alpha, beta, eta: 1x1x1 convs to r = C / reduction channels; pi: 1x1x1 conv back
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
-from .attention import attend, memory_format, positions_as_vectors, vectors_as_positions
+from .attention import attend
 from .backbone import conv_bn
 
 
@@ -30,9 +31,9 @@ class SpatialAggregation(nn.Module):
     def forward(self, z: torch.Tensor, need_map: bool):
         """Returns (dS, A_s or None): dS = pi(A_s eta(Z)) is eq. 5's added term."""
         t, h = z.shape[2], z.shape[3]
-        q = positions_as_vectors(self.query(z))  # (B, HW, T*r)
-        k = positions_as_vectors(self.key(z))
-        v = positions_as_vectors(self.value(z))
-        out, attn = attend(q, k, v, need_map)  # (B, HW, T*r), (B, HW, HW)
-        out = vectors_as_positions(out, t, h, memory_format(z))  # (B, r, T, H, W), z's layout
+        q = rearrange(self.query(z), "b c t h w -> b (h w) (c t)")
+        k = rearrange(self.key(z), "b c t h w -> b (h w) (c t)")
+        v = rearrange(self.value(z), "b c t h w -> b (h w) (c t)")
+        out, attn = attend(q, k, v, need_map)  # (B, HW, r*T), (B, HW, HW)
+        out = rearrange(out, "b (h w) (c t) -> b c t h w", h=h, t=t)
         return self.out(out), attn

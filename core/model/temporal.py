@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
-from .attention import attend, frames_as_vectors, memory_format, vectors_as_frames
+from .attention import attend
 from .backbone import conv_bn
 
 
@@ -55,16 +56,14 @@ class TemporalAggregation(nn.Module):
     def forward(self, z: torch.Tensor, x_prev: torch.Tensor, need_map: bool):
         """Returns (dT, X^i, A_t or None): dT = eps(A_t sigma(Z)) is eq. 3's added term."""
         b, _, t, h, w = z.shape
-        fmt = memory_format(z)
         x_prev = F.adaptive_avg_pool3d(x_prev, (t, h, w))  # eq. 2's stride-2 pool, sized to this stage
-        # pooling returns plain NCTHW: put it in z's layout so the concat feeds the convs as is
-        z_cat = torch.cat([z, x_prev.contiguous(memory_format=fmt)], dim=1)  # (B, 3C/2, T, H, W)
-        q = frames_as_vectors(self.query(z_cat))  # (B, T, H*W*r)
-        k = frames_as_vectors(self.key(z_cat))
+        z_cat = torch.cat([z, x_prev], dim=1)  # (B, 3C/2, T, H, W)
+        q = rearrange(self.query(z_cat), "b c t h w -> b t (c h w)")
+        k = rearrange(self.key(z_cat), "b c t h w -> b t (c h w)")
         values = torch.cat([self.branch_value(z_cat), self.main_value(z)], dim=1)  # (B, 2r, T, H, W)
-        v = frames_as_vectors(values)
-        out, attn = attend(q, k, v, need_map)  # (B, T, H*W*2r), (B, T, T)
-        out = vectors_as_frames(out, h, w, fmt)  # (B, 2r, T, H, W), z's layout
+        v = rearrange(values, "b c t h w -> b t (c h w)")
+        out, attn = attend(q, k, v, need_map)  # (B, T, 2r*H*W), (B, T, T)
+        out = rearrange(out, "b t (c h w) -> b c t h w", h=h, w=w)
         branch_agg, main_agg = out.split(self._reduced, dim=1)
         x_next = self.branch_out(branch_agg)
         if not self.last_stage:
