@@ -15,7 +15,7 @@ What makes it faster (each measured with bench/latency.py; see bench/README.md):
   several times slower, returns plain NCTHW (breaking a channels_last chain) and, for
   channels_last weights, copies the weight on every call.
 - Weights and activations in channels_last_3d on CPU: oneDNN's native layout, no reorders
-  between layers; the attention modules keep it (core/model/attention.py).
+  between layers; the attention modules flatten features in an order that is a view of it.
 - ReLU and residual additions run inside the convolution that precedes them (oneDNN post-ops
   through `torch.ops.mkldnn._convolution_pointwise`, the kernels torch.compile uses on CPU):
   no separate pass over the activations for them. Plain ops where that op is missing.
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
-from .attention import attend, memory_format, vectors_as_frames, vectors_as_positions
+from .attention import attend
 from .backbone import BasicBlock, Bottleneck, Stem
 from .spatial import SpatialAggregation
 from .stmanet import STMANet, STMANetOutput
@@ -147,6 +147,26 @@ class InferenceConv3d(nn.Module):
         return _POINTWISE[2](acc, *args, *self._geometry(), "add", 1.0, None, [], None)
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d when x is stored that way (and not also plain-contiguous), else contiguous."""
+    if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def vectors_as_frames(x: torch.Tensor, h: int, w: int, fmt: torch.memory_format) -> torch.Tensor:
+    """(B, T, H*W*C), features in (h, w, c) order -> (B, C, T, H, W) stored in `fmt` (a free view
+    when fmt is channels_last)."""
+    b, t = x.shape[:2]
+    return x.reshape(b, t, h, w, -1).permute(0, 4, 1, 2, 3).contiguous(memory_format=fmt)
+
+
+def vectors_as_positions(x: torch.Tensor, t: int, h: int, fmt: torch.memory_format) -> torch.Tensor:
+    """(B, H*W, T*C), features in (t, c) order -> (B, C, T, H, W) stored in `fmt`."""
+    b = x.shape[0]
+    return x.reshape(b, h, -1, t, x.shape[-1] // t).permute(0, 4, 3, 1, 2).contiguous(memory_format=fmt)
+
+
 def _pool_to(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
     """TDA's adaptive average pool. The identity when sizes match (stage 2); when they divide, the
     same means as a strided depthwise oneDNN convolution with weights 1/k (k a power of two for
@@ -177,8 +197,10 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, need_map: bool):
 def _stacked_vectors(x: torch.Tensor, parts: int, positions: bool) -> torch.Tensor:
     """(B, parts*r, T, H, W) -> (parts, B, N, d): q, k (and v) of a stacked conv, one copy.
 
-    Frames (positions=False): N = T, features (h, w, c) as attention.frames_as_vectors.
-    Positions (positions=True): N = H*W, features (t, c) as attention.positions_as_vectors.
+    Frames (positions=False): N = T, features in (h, w, c) order. Positions (positions=True):
+    N = H*W, features in (t, c) order. The training modules flatten as (c, h, w) and (c, t); a dot
+    product and a weighted sum do not depend on the order of the terms, and this order is a free
+    view of channels_last memory, so the copy keeps the network channels_last end to end.
     """
     b, c, t, h, w = x.shape
     x = x.view(b, parts, c // parts, t, h, w)
