@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .samples import Sample, VideoList
+
 LAYOUTS = ("folder", "list", "ucf101", "hmdb51", "diving48")
 
 
@@ -36,7 +38,7 @@ def read_dataset(cfg):
             val = read_list_file(cfg.val_list, root, class_list=cfg.class_list or None)
             val = _on_classes(val, train.class_names)
         else:
-            val = type(train)(samples=[], class_names=train.class_names)
+            val = VideoList([], list(train.class_names))
         return train, val
     if layout in ("ucf101", "hmdb51"):
         if not cfg.splits_dir:
@@ -53,19 +55,18 @@ def read_dataset(cfg):
     return read_diving48(root, cfg.train_list, cfg.val_list, cfg.class_list)
 
 
-def _on_classes(video_list, class_names: list[str]):
-    """Re-label a list onto another class order; samples of classes not in it become problems."""
+def _on_classes(video_list: VideoList, class_names: list[str]) -> VideoList:
+    """Re-label a list onto another class order; samples of classes not in it become problems
+    (training goes on without them; evaluation, which must not drop classes, uses
+    core.evaluate.match_classes and refuses instead)."""
     if list(video_list.class_names) == list(class_names):
         return video_list
     index = {name: i for i, name in enumerate(class_names)}
-    samples, problems = [], list(getattr(video_list, "problems", []))
+    samples, problems = [], list(video_list.problems)
     for s in video_list.samples:
         name = video_list.class_names[s.label]
         if name in index:
-            samples.append(type(s)(s.path, index[name]))
+            samples.append(Sample(s.path, index[name]))
         else:
             problems.append(f"{s.path}: class {name!r} is not among the training classes; skipped")
-    out = type(video_list)(samples=samples, class_names=list(class_names))
-    if hasattr(out, "problems"):
-        out.problems = problems
-    return out
+    return VideoList(samples, list(class_names), problems)
