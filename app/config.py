@@ -13,6 +13,7 @@
 | STMANET_DECODE_SECONDS      | 60                                       | decoded length cap per video           |
 | STMANET_PREDICT_CONCURRENCY | 2                                        | predictions computed at once           |
 | STMANET_DEVICE              | auto (CUDA when present)                 | where predictions run                  |
+| STMANET_THREADS             | 1                                        | intra-op threads per prediction ("auto": torch's) |
 """
 from __future__ import annotations
 
@@ -35,6 +36,19 @@ def _env_path(name: str) -> Path | None:
 def _env_float(name: str, default: float) -> float:
     try:
         return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _env_threads(name: str, default: int | None) -> int | None:
+    """A thread count: a positive integer, or "auto" (torch's own setting, None)."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("auto", "0"):
+        return None
+    try:
+        return max(1, int(value))
     except ValueError:
         return default
 
@@ -62,6 +76,10 @@ class AppConfig:
     max_video_minutes: float = 30.0
     decode_seconds: float = 60.0
     predict_concurrency: int = 2
+    # One intra-op thread per prediction: the server's parallelism comes from running
+    # `predict_concurrency` requests at once, and on shared vCPUs OpenMP threads that wait for a
+    # descheduled sibling at every layer cost 2-4x (bench/README.md). None: torch's default.
+    predict_threads: int | None = 1
     extra_checkpoints: list[Path] = field(default_factory=list)
 
     @classmethod
@@ -79,6 +97,7 @@ class AppConfig:
             max_video_minutes=_env_float("STMANET_MAX_VIDEO_MINUTES", 30),
             decode_seconds=_env_float("STMANET_DECODE_SECONDS", 60),
             predict_concurrency=max(1, int(_env_float("STMANET_PREDICT_CONCURRENCY", 2))),
+            predict_threads=_env_threads("STMANET_THREADS", 1),
         )
         for key, value in overrides.items():
             if value is not None:

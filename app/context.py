@@ -201,7 +201,7 @@ class AppContext:
                 log.exception("core.predict is not available")
                 raise UserError(f"prediction is not available on this server yet ({exc})") from None
             log.info("loading checkpoint %s", path)
-            pred = Predictor(path, device=self.device)
+            pred = Predictor(path, device=self.device, threads=self.config.predict_threads)
             for old in [k for k in self._predictors if k[0] == path]:
                 del self._predictors[old]
             self._predictors[stamp] = pred

@@ -26,6 +26,8 @@ if str(REPO) not in sys.path:  # run as `python bench/x.py`: make `core` importa
 
 import torch  # noqa: E402
 
+from core.runtime import keep_freed_memory  # noqa: E402
+
 RESULTS = REPO / "bench" / "results"
 
 
@@ -34,6 +36,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test in seconds")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per variant (default: per script)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
+    parser.add_argument("--os-malloc", action="store_true",
+                        help="leave glibc's malloc as is (default: core.runtime.keep_freed_memory, as the Predictor does)")
     parser.add_argument("--save", action="store_true", help="also write bench/results/<script>.json")
     return parser
 
@@ -45,6 +49,7 @@ def setup(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     _REQUESTED["threads"] = args.threads
+    _REQUESTED["keeps_freed_memory"] = False if args.os_malloc else keep_freed_memory()
     torch.manual_seed(0)
 
 
@@ -68,6 +73,7 @@ def machine(load_before: tuple[float, float, float] | None = None) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "threads_requested": _REQUESTED.get("threads"),
+        "malloc_keeps_freed_memory": _REQUESTED.get("keeps_freed_memory"),
         "interop_threads": torch.get_num_interop_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "bf16_cpu": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),

@@ -30,7 +30,7 @@ from common import base_parser, count_flops, emit, interleave, machine, matmul_p
 
 from core.model import build_model, config_by_name
 from core.model.inference import optimize_for_inference, prepare_clip
-from core.predict import intra_op_threads
+from core.runtime import intra_op_threads
 
 OURS = ("stmanet_r50", "r3d50_baseline")
 TORCHVISION = ("r3d_18", "r2plus1d_18")

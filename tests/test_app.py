@@ -338,3 +338,18 @@ def test_handler_turns_failures_into_messages(caplog):
         boom(RuntimeError("internal detail hf_abcdefghijklmnopq"))
     assert "Something went wrong" in str(err.value) and "internal detail" not in str(err.value)
     assert "internal detail" in caplog.text and "Traceback" in caplog.text  # logged on the server
+
+
+def test_predictions_run_on_the_configured_threads(tmp_path, monkeypatch):
+    from app.config import AppConfig
+    from app.context import AppContext
+
+    ckpt = make_tiny_checkpoint(tmp_path / "checkpoints" / "tiny")
+    monkeypatch.delenv("STMANET_THREADS", raising=False)
+    assert AppConfig.from_env().predict_threads == 1
+    for value, expected in (("3", 3), ("auto", None), ("0", None), ("junk", 1)):
+        monkeypatch.setenv("STMANET_THREADS", value)
+        assert AppConfig.from_env().predict_threads == expected
+    ctx = AppContext(AppConfig(checkpoint=ckpt, checkpoints_dir=tmp_path / "checkpoints",
+                               runs_dir=tmp_path / "runs", examples_dir=None, predict_threads=2))
+    assert ctx.predictor("tiny").threads == 2

@@ -281,7 +281,7 @@ class FastTemporalAggregation(nn.Module):
         _, _, t, h, w = z.shape
         r = self._reduced
         x = _pool_to(x_prev, (t, h, w))
-        q, k = _stacked_vectors(self.qk_x.plus(x, self.qk_z(z)), 2, positions=False)  # (B, T, H*W*r) each
+        q, k = _stacked_vectors(self.qk_x.add_into(x, self.qk_z(z)), 2, positions=False)  # (B, T, H*W*r) each
         values = self.v_z(z)  # (B, 2r, T, H, W): [tau_z Z; sigma Z]
         values[:, :r] += self.v_x(x)
         v = values.permute(0, 2, 3, 4, 1).reshape(values.shape[0], t, -1)  # (B, T, H*W*2r)
@@ -329,15 +329,19 @@ class FastSTMANet(STMANet):
         pooled, spatial, temporal, shapes = [], [], [], []
         for i, stage in enumerate(self.stages):
             z = stage(x)
-            fused, a_t, a_s = z, None, None
+            a_t, a_s = None, None
             if self.tda is not None:
                 main_agg, branch, a_t = self.tda[i].aggregate(z, branch, return_attention)
             if self.sda is not None:
                 sda_agg, a_s = self.sda[i].aggregate(z, return_attention)
+            # Both aggregates are computed, so Z (the stage's own fresh output) can take the sums
+            # in place: no new stage-sized tensor per stage (a fresh one page-faults, see
+            # core.runtime.keep_freed_memory), and the in-place epilogue reads one tensor less.
+            fused = z
             if self.tda is not None:
-                fused = self.tda[i].main_out.plus(main_agg, z)  # Z + dT: a new tensor, Z stays intact
+                fused = self.tda[i].main_out.add_into(main_agg, fused)  # Z + dT
             if self.sda is not None:
-                fused = self.sda[i].out.add_into(sda_agg, fused) if fused is not z else self.sda[i].out.plus(sda_agg, z)
+                fused = self.sda[i].out.add_into(sda_agg, fused)  # + dS
             if self.tda is not None and i == 3:
                 fused = fused.add_(branch)  # X^5 joins the main branch
             x = fused
