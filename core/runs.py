@@ -17,7 +17,8 @@ The app's Fine-tune tab calls only this module. What lives here:
 Run folder layout: `<runs_root>/<run_id>/` holds `run.json` (this module's record: state, times,
 the config with no secrets in it, the process id), `metrics.jsonl` (written by the trainer, one
 JSON per callback event) and `checkpoint/`. Uploaded zips are unpacked under
-`<runs_root>/uploads/<id>/`.
+`<runs_root>/uploads/<id>/`; one that no run uses is deleted an hour later (`prune_uploads`,
+on the next upload).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_SUBDIR = "checkpoint"
 UPLOADS_SUBDIR = "uploads"
+UPLOAD_GRACE_S = 3600.0  # an unpacked upload no run uses is kept this long
 
 # Config keys that name paths a run reads; each must lie under an allowed data root.
 DATA_PATH_KEYS = ("data_root", "train_list", "val_list", "class_list", "splits_dir")
@@ -478,7 +480,35 @@ class RunManager:
         return resolve_data_path(user_path, [self.data_root], kind=kind)
 
     def extract_zip(self, zip_path: str | os.PathLike, **limits) -> Path:
+        """Unpack an uploaded zip under `uploads/`, first pruning the unpacked uploads no run uses."""
+        self.prune_uploads()
         return extract_zip(zip_path, self.uploads_root, **limits)
+
+    def prune_uploads(self, grace_s: float = UPLOAD_GRACE_S) -> list[Path]:
+        """Delete the unpacked uploads that no run's config reads from and that are older than
+        `grace_s` (a fresh one may be about to start a run); return what was deleted. A run that
+        used an upload keeps it, so it can still be resumed."""
+        if not self.uploads_root.is_dir():
+            return []
+        used: set[str] = set()
+        for run_dir in self._run_dirs():
+            config = (self._read_record(run_dir) or {}).get("config") or {}
+            for value in config.values():
+                if isinstance(value, str) and _is_within(Path(value), self.uploads_root):
+                    rel = Path(value).relative_to(self.uploads_root)
+                    if rel.parts:
+                        used.add(rel.parts[0])
+        removed = []
+        now = time.time()
+        for folder in self.uploads_root.iterdir():
+            if not folder.is_dir() or folder.is_symlink() or folder.name in used:
+                continue
+            if now - folder.stat().st_mtime > grace_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        if removed:
+            log.info("removed %d unpacked upload(s) no run uses", len(removed))
+        return removed
 
     def checkpoint_roots(self) -> list[Path]:
         roots = [self.runs_root, *self.extra_checkpoints]

@@ -389,3 +389,23 @@ def test_push_run_through_core_push_to_hub_into_a_local_folder(tmp_path, caplog)
     for p in tmp_path.rglob("*"):
         if p.is_file():
             assert token.encode() not in p.read_bytes(), p
+
+
+def test_unpacked_uploads_no_run_uses_are_pruned(roots, tmp_path):
+    mgr = _manager(roots, train_fn=make_fake_train())
+    used = mgr.extract_zip(_zip(tmp_path / "used.zip", {"wave/1.mp4": b"x", "clap/2.mp4": b"y"}))
+    two = {"wave/1.mp4": b"x", "clap/2.mp4": b"y"}
+    orphan = mgr.extract_zip(_zip(tmp_path / "orphan.zip", two))
+    fresh = mgr.extract_zip(_zip(tmp_path / "fresh.zip", two))
+    run_id = mgr.start({**_cfg(roots[1]), "data_root": str(used)})
+    assert mgr.wait(10) and mgr.status(run_id)["state"] == "finished"
+    an_hour_ago = time.time() - runs.UPLOAD_GRACE_S - 60
+    for folder in (used, orphan):
+        os.utime(folder, (an_hour_ago, an_hour_ago))
+    # the next upload prunes the old folder no run reads; the used one (resumable) and the
+    # fresh one (perhaps about to start a run) stay
+    newest = mgr.extract_zip(_zip(tmp_path / "new.zip", two))
+    assert not orphan.exists()
+    assert used.exists() and fresh.exists() and newest.exists()
+    assert sorted(mgr.prune_uploads(grace_s=0)) == sorted([fresh, newest])
+    assert used.exists()
