@@ -25,7 +25,7 @@ COMMON = {"script", "machine", "seconds"}
 SCRIPTS = {
     "flops": {"variants", "stmanet_over_backbone_flops", "clip"},
     "latency": {"models", "matmul_peak", "latency", "speedup_over_eager_fp32", "stmanet_over_backbone",
-                "bf16_vs_fp32", "targets"},
+                "stmanet_over_backbone_dedicated", "bf16_vs_fp32", "targets"},
     "predict_e2e": {"video", "checkpoint", "runs", "speedup_optimized_over_eager", "bf16_vs_fp32", "preprocess",
                     "target_10s_video_with_maps_under_2s"},
     "train_step": {"steps", "device"},
@@ -132,6 +132,12 @@ def test_pool_is_the_adaptive_pool():
     assert torch.equal(_pool_to(x, (8, 14, 14)), F.adaptive_avg_pool3d(x, (8, 14, 14)))  # bit-identical
     y = torch.randn(1, 4, 4, 7, 7)
     assert torch.equal(_pool_to(y, (2, 4, 4)), F.adaptive_avg_pool3d(y, (2, 4, 4)))  # 7 -> 4: the pool itself
+    # 7 -> 4 on channels_last: the averaging-matrix product, in fp32 and bf16, still channels_last
+    for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 1e-2)):
+        z = torch.randn(2, 16, 5, 7, 7).to(dtype).contiguous(memory_format=torch.channels_last_3d)
+        pooled = _pool_to(z, (2, 4, 4))
+        assert pooled.dtype == dtype and pooled.is_contiguous(memory_format=torch.channels_last_3d)
+        torch.testing.assert_close(pooled.float(), F.adaptive_avg_pool3d(z.float(), (2, 4, 4)), atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("motion_crop", [True, False])

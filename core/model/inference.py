@@ -25,7 +25,8 @@ What makes it faster (each measured with bench/latency.py; see bench/README.md):
   convolution when the sizes divide (bit-identical to the adaptive pool; 10x faster on
   channels_last), and skipped when it is the identity (stage 2).
 - bf16 attention without maps as the explicit product with an fp32 softmax: PyTorch's CPU SDPA
-  kernel is slower in bf16 than the two matmuls at these shapes (fp32 keeps SDPA).
+  kernel is slower in bf16 than the two matmuls at these shapes (fp32 keeps SDPA), and the
+  scores are cast to fp32 before the softmax, not by softmax's dtype argument (8x slower).
 
 Under `torch.autocast("cpu", dtype=torch.bfloat16)` each convolution casts its input and (once,
 cached) its weights to bf16, as autocast does for conv3d, so bf16 inference keeps autocast's
@@ -34,6 +35,7 @@ semantics.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
@@ -170,28 +172,64 @@ def vectors_as_positions(x: torch.Tensor, t: int, h: int, fmt: torch.memory_form
 def _pool_to(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
     """TDA's adaptive average pool. The identity when sizes match (stage 2); when they divide, the
     same means as a strided depthwise oneDNN convolution with weights 1/k (k a power of two for
-    the paper's stride-2 pools, so bit-identical in fp32), fast on channels_last."""
+    the paper's stride-2 pools, so bit-identical in fp32), fast on channels_last; otherwise
+    (stage 5 at 112 px: 7 -> 4) on channels_last, a matmul with the pool's averaging matrix."""
     in_size = tuple(x.shape[2:])
     if in_size == tuple(size):
         return x
+    cpu_ok = x.device.type == "cpu" and x.dtype in _MKLDNN_DTYPES and torch.backends.mkldnn.is_available()
     factors = [i // o if o and i % o == 0 else 0 for i, o in zip(in_size, size)]
-    if x.device.type != "cpu" or x.dtype not in _MKLDNN_DTYPES or 0 in factors or not torch.backends.mkldnn.is_available():
+    fmt = memory_format(x)
+    if not cpu_ok or 0 in factors:
+        if fmt == torch.channels_last_3d:
+            return _pool_by_matmul(x, size)
         return F.adaptive_avg_pool3d(x, size)
     c = x.shape[1]
     weight = torch.full((c, 1, *factors), 1.0 / (factors[0] * factors[1] * factors[2]), dtype=x.dtype)
-    fmt = memory_format(x)
     weight = weight.contiguous(memory_format=fmt)
     return torch.ops.aten.mkldnn_convolution(x, weight, None, [0, 0, 0], factors, [1, 1, 1], c)
 
 
+@functools.lru_cache(maxsize=32)
+def adaptive_pool_matrix(in_size: tuple[int, ...], out_size: tuple[int, ...]) -> torch.Tensor:
+    """(prod(out_size), prod(in_size)) matrix M with M @ x (x flattened over the pooled dims) the
+    adaptive average pool: output cell j of a dim averages inputs floor(j*i/o) .. ceil((j+1)*i/o)-1."""
+    matrix = torch.ones(1, 1, dtype=torch.float64)
+    for i, o in zip(in_size, out_size):
+        m = torch.zeros(o, i, dtype=torch.float64)
+        for j in range(o):
+            start, end = (j * i) // o, -(-(j + 1) * i // o)
+            m[j, start:end] = 1.0 / (end - start)
+        matrix = torch.kron(matrix, m)
+    return matrix.float()
+
+
+def _pool_by_matmul(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """adaptive_avg_pool3d of a channels_last x as one small matmul over its positions (the pool
+    kernel is slow on channels_last: 0.9 ms fp32, 1.7 ms bf16 for stage 4's 1024x4x7x7 at batch
+    1, against ~0.1 ms). Accumulates in fp32; equal to the pool to fp32 rounding."""
+    b, c, t, h, w = x.shape
+    matrix = adaptive_pool_matrix((t, h, w), tuple(size)).to(x.device)
+    positions = x.permute(0, 2, 3, 4, 1).reshape(b, t * h * w, c).float()  # a view of channels_last memory
+    pooled = (matrix @ positions).to(x.dtype)  # (B, T'H'W', C)
+    return pooled.reshape(b, *size, c).permute(0, 4, 1, 2, 3)  # channels_last (B, C, T', H', W')
+
+
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, need_map: bool):
-    """attention.attend, except bf16 on CPU without maps: the explicit product with an fp32
-    softmax, which beats the CPU SDPA kernel in bf16 at these shapes (6x for TDA's few long
-    vectors at batch 8, 1.7x for SDA's 784 positions at batch 1; bench/README.md)."""
-    if need_map or q.dtype != torch.bfloat16 or q.device.type != "cpu":
+    """attention.attend, except on CPU without maps where the explicit product is faster:
+    - bf16: PyTorch's CPU SDPA kernel is slower in bf16 than the two matmuls with an fp32 softmax
+      at these shapes (6x for TDA's few long vectors at batch 8, 1.7x for SDA's 784 positions);
+    - fp32 with fewer queries than features (TDA: 16 frames of 25088 features at stage 2): SDPA's
+      math path scales q and k (two passes over them), the explicit product scales the 16x16
+      scores. SDA's fp32 784 x 784 keeps the fused kernel (as fast, and no N x N matrix kept)."""
+    n, d = q.shape[-2], q.shape[-1]
+    explicit = q.dtype == torch.bfloat16 or (q.dtype == torch.float32 and n < d)
+    if need_map or not explicit or q.device.type != "cpu":
         return attend(q, k, v, need_map)
-    scores = (q @ k.transpose(1, 2)) * (1.0 / math.sqrt(q.shape[-1]))
-    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype) @ v, None
+    # softmax(x, dtype=float32) on a bf16 x takes a slow converting kernel (4.3 ms vs 0.55 ms for
+    # an explicit cast, then softmax, for SDA's 784x784 scores): same values, bit for bit
+    scores = (q @ k.transpose(1, 2)).float().mul_(1.0 / math.sqrt(d))
+    return torch.softmax(scores, dim=-1).to(v.dtype) @ v, None
 
 
 def _stacked_vectors(x: torch.Tensor, parts: int, positions: bool) -> torch.Tensor:
