@@ -84,10 +84,12 @@ def machine(load_before: tuple[float, float, float] | None = None) -> dict:
     if load_before is not None:
         info["loadavg_start"] = [round(x, 2) for x in load_before]
     worst = max(load[0], (load_before or load)[0])
-    if worst > 0.75 * cpus:
+    others = worst - torch.get_num_threads()  # the benchmark's own threads count in the load average
+    if others > 0.5:
         info["note"] = (
-            f"machine was loaded: 1-min load average up to {worst:.1f} on {cpus} CPUs while measuring; "
-            "absolute times are inflated and noisy, compare the per-round ratios"
+            f"machine was loaded: 1-min load average up to {worst:.1f} on {cpus} CPUs while measuring "
+            f"(this benchmark runs {torch.get_num_threads()} thread(s)); absolute times are inflated and noisy, "
+            "compare the per-round ratios"
         )
     return info
 
@@ -97,27 +99,38 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_once(fn: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one call."""
+def _minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_once(fn: Callable[[], object]) -> tuple[float, float, int]:
+    """(wall seconds, process CPU seconds, minor page faults) of one call."""
     sync()
-    wall, cpu = time.perf_counter(), time.process_time()
+    faults, wall, cpu = _minor_faults(), time.perf_counter(), time.process_time()
     fn()
     sync()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return time.perf_counter() - wall, time.process_time() - cpu, _minor_faults() - faults
 
 
 def interleave(variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, dict]:
-    """Time every variant `repeats` times in alternating rounds; {name: {"wall": [...], "cpu": [...]}}."""
+    """Time every variant `repeats` times in alternating rounds;
+    {name: {"wall": [...], "cpu": [...], "faults": [...]}} (faults: minor page faults, which a
+    forward that reuses its memory does not take; see core.runtime.keep_freed_memory)."""
     names = list(variants)
     for _ in range(warmup):
         for name in names:
             variants[name]()
-    samples = {name: {"wall": [], "cpu": []} for name in names}
+    samples = {name: {"wall": [], "cpu": [], "faults": []} for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
-            wall, cpu = time_once(variants[name])
+            wall, cpu, faults = time_once(variants[name])
             samples[name]["wall"].append(wall)
             samples[name]["cpu"].append(cpu)
+            samples[name]["faults"].append(faults)
     return samples
 
 

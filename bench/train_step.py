@@ -98,9 +98,10 @@ def child(name: str, quick: bool, steps: int) -> None:
     print(json.dumps(out))
 
 
-def run_child(name: str, quick: bool, threads: int | None, steps: int) -> dict:
+def run_child(name: str, quick: bool, threads: int | None, steps: int, os_malloc: bool = False) -> dict:
     cmd = [sys.executable, str(REPO / "bench" / "train_step.py"), "--child", name, "--child-steps", str(steps)]
     cmd += ["--quick"] if quick else []
+    cmd += ["--os-malloc"] if os_malloc else []
     cmd += ["--threads", str(threads)] if threads else []
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=1800)
     if done.returncode != 0:
@@ -127,7 +128,7 @@ def main(argv=None) -> dict:
     got = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
-            got[name].append(run_child(name, args.quick, args.threads, steps))
+            got[name].append(run_child(name, args.quick, args.threads, steps, args.os_malloc))
     rows = []
     for name, spec in specs.items():
         wall = [w for g in got[name] for w in g["wall"]]
