@@ -282,6 +282,15 @@ def test_resume_with_other_model_flags_is_refused(rhythm_data, tmp_path):
         train(dataclasses.replace(cfg, resume=True, epochs=2, base_width=8))
 
 
+def test_cpu_training_keeps_freed_memory_unless_told_not_to(rhythm_data, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train_module.runtime, "keep_freed_memory", lambda: calls.append(1) or True)
+    cfg = tiny_config(rhythm_data, tmp_path / "a", epochs=1, val_list=None, max_steps_per_epoch=1)
+    assert train(cfg).error is None and calls == [1]
+    assert train(dataclasses.replace(cfg, run_dir=str(tmp_path / "b"), keep_freed_memory=False)).error is None
+    assert calls == [1]
+
+
 def test_unreadable_videos_are_reported_at_start_and_left_out(rhythm_data, tmp_path):
     (tmp_path / "broken.avi").write_bytes(b"\x00" * 1000)
     (tmp_path / "train.txt").write_text((rhythm_data / "train.txt").read_text().replace(
