@@ -13,7 +13,7 @@
 | STMANET_DECODE_SECONDS      | 60                                       | decoded length cap per video           |
 | STMANET_PREDICT_CONCURRENCY | 2                                        | predictions computed at once           |
 | STMANET_DEVICE              | auto (CUDA when present)                 | where predictions run                  |
-| STMANET_THREADS             | 1                                        | intra-op threads per prediction ("auto": torch's) |
+| STMANET_THREADS             | CPUs / STMANET_PREDICT_CONCURRENCY       | intra-op threads per prediction ("auto": torch's) |
 """
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def _env_float(name: str, default: float) -> float:
         return float(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on macOS / Windows
+        return os.cpu_count() or 1
 
 
 def _env_threads(name: str, default: int | None) -> int | None:
@@ -76,9 +84,10 @@ class AppConfig:
     max_video_minutes: float = 30.0
     decode_seconds: float = 60.0
     predict_concurrency: int = 2
-    # One intra-op thread per prediction: the server's parallelism comes from running
-    # `predict_concurrency` requests at once, and on shared vCPUs OpenMP threads that wait for a
-    # descheduled sibling at every layer cost 2-4x (bench/README.md). None: torch's default.
+    # Intra-op threads per prediction. from_env splits the CPUs between the `predict_concurrency`
+    # requests that run at once (1 each on a 2-core machine): more threads than cores makes
+    # OpenMP threads wait for descheduled siblings at every layer, 2-4x slower on shared vCPUs
+    # (bench/README.md). None: torch's default.
     predict_threads: int | None = 1
     extra_checkpoints: list[Path] = field(default_factory=list)
 
@@ -97,11 +106,12 @@ class AppConfig:
             max_video_minutes=_env_float("STMANET_MAX_VIDEO_MINUTES", 30),
             decode_seconds=_env_float("STMANET_DECODE_SECONDS", 60),
             predict_concurrency=max(1, int(_env_float("STMANET_PREDICT_CONCURRENCY", 2))),
-            predict_threads=_env_threads("STMANET_THREADS", 1),
         )
         for key, value in overrides.items():
             if value is not None:
                 setattr(cfg, key, Path(value) if key.endswith(("_dir", "_root")) or key == "checkpoint" else value)
+        if overrides.get("predict_threads") is None:
+            cfg.predict_threads = _env_threads("STMANET_THREADS", max(1, _usable_cpus() // cfg.predict_concurrency))
         return cfg
 
     @property

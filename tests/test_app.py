@@ -346,7 +346,12 @@ def test_predictions_run_on_the_configured_threads(tmp_path, monkeypatch):
 
     ckpt = make_tiny_checkpoint(tmp_path / "checkpoints" / "tiny")
     monkeypatch.delenv("STMANET_THREADS", raising=False)
-    assert AppConfig.from_env().predict_threads == 1
+    monkeypatch.setattr("app.config._usable_cpus", lambda: 16)
+    monkeypatch.setenv("STMANET_PREDICT_CONCURRENCY", "2")
+    assert AppConfig.from_env().predict_threads == 8  # the CPUs split between concurrent predictions
+    assert AppConfig.from_env(predict_concurrency=4).predict_threads == 4
+    monkeypatch.setattr("app.config._usable_cpus", lambda: 2)
+    assert AppConfig.from_env(predict_concurrency=4).predict_threads == 1
     for value, expected in (("3", 3), ("auto", None), ("0", None), ("junk", 1)):
         monkeypatch.setenv("STMANET_THREADS", value)
         assert AppConfig.from_env().predict_threads == expected
