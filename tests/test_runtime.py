@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from core.runtime import intra_op_threads, keep_freed_memory
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 
 # Allocates a 64 MiB tensor, touches and frees it, ten times: the last round's minor page faults
 # say whether the freed memory was reused or handed back to the OS and faulted in again. (With
