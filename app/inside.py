@@ -119,7 +119,14 @@ def diversity_views(analysis):
                                   "", "", labels=labels, zmin=0, zmax=1, text=True, colorscale="Blues"))
         off = m[~np.eye(len(m), dtype=bool)]
         parts.append(f"{kind} {off.mean():.2f}")
-    if parts:
+    pred = analysis.prediction
+    if parts and pred.attention_warnings:
+        reading = (
+            "Mean similarity between different stages: " + ", ".join(parts) + ". **This is not evidence "
+            "that the stages look at different parts of the action**: some maps are degenerate.\n\n- "
+            + "\n- ".join(pred.attention_warnings)
+        )
+    elif parts:
         reading = (
             "Mean similarity between different stages: " + ", ".join(parts) + ". Near 0: the stages "
             "attend to different places and moments (what the diversity losses ask for); near 1: "
@@ -127,7 +134,24 @@ def diversity_views(analysis):
         )
     else:
         reading = "This model has no attention modules, so there is nothing to compare."
+    reading += quality_markdown(pred.attention_quality)
     return figs[0], figs[1], reading
+
+
+def quality_markdown(quality: dict | None) -> str:
+    """This video's spatial attention per stage: how spread it is and whether it sits on what moves."""
+    rows = (quality or {}).get("spatial")
+    if not rows:
+        return ""
+    lines = ["", "", "| this video | concentration (1/cells: one cell, 1: even) | attended cells | on-motion lift (> 1: on what moves) |",
+             "|---|---|---|---|"]
+    for stage, row in rows.items():
+        conc, cells, lift = row.get("concentration"), row.get("effective_cells"), row.get("motion_lift")
+        conc_text = "-" if conc is None else f"{conc:.2f}"
+        cells_text = "-" if cells is None else f"{cells:.1f} of {row['cells']}"
+        lift_text = "- (nothing moves)" if lift is None else f"{lift:.2f}"
+        lines.append(f"| {stage} | {conc_text} | {cells_text} | {lift_text} |")
+    return "\n".join(lines)
 
 
 def facts_markdown(facts: dict) -> str:

@@ -221,17 +221,19 @@ def model_card(meta: dict) -> str:
         "model and clip configuration and the class names.",
         "",
         "## Input",
-        f"{c.get('num_frames')} frames sampled every {c.get('stride')} frame(s), "
-        f"{c.get('height')}x{c.get('width')} pixels, RGB. A video is scored as the mean of the "
-        "softmax over consecutive windows (centre crop).",
+        _input_text(m, c),
         "",
         f"## Classes ({len(names)})",
         ", ".join(names),
         "",
     ]
-    for title, key in (("Metrics", "metrics"), ("Training", "training")):
-        if meta.get(key):
-            lines += [f"## {title}"] + [f"- {k}: {_card_value(v)}" for k, v in meta[key].items()] + [""]
+    metrics = dict(meta.get("metrics") or {})
+    quality = metrics.pop("attention_quality", None)
+    for title, values in (("Metrics", metrics), ("Training", meta.get("training"))):
+        if values:
+            lines += [f"## {title}"] + [f"- {k}: {_card_value(v)}" for k, v in values.items()] + [""]
+    if quality:
+        lines += _quality_table(quality)
     lines += ["## Data", meta.get("data_source") or "not recorded", ""]
     lines += [
         "## Use",
@@ -245,6 +247,33 @@ def model_card(meta: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _input_text(m: dict, c: dict) -> str:
+    if c.get("sampling") == "segments":
+        frames = (f"{c.get('num_frames')} frames, one from each equal time segment of the whole video "
+                  f"(segment sampling; {c.get('max_windows') or 1} clip(s) at different phases are averaged)")
+    else:
+        frames = (f"{c.get('num_frames')} frames sampled every {c.get('stride')} frame(s); a video is scored "
+                  "as the mean of the softmax over consecutive windows")
+    seen = "grey frame differences computed inside the model" if m.get("input_mode") == "grey_diff" else "RGB"
+    crop = "a square around what moves (motion crop), then the centre crop" if c.get("motion_crop") else "centre crop"
+    return f"{frames}; {c.get('height')}x{c.get('width')} pixels, {crop}; the stem sees {seen}."
+
+
+def _quality_table(quality: dict) -> list[str]:
+    """Attention quality per stage (core.attention_quality) as a markdown table."""
+    lines = ["## Attention quality (held-out videos)",
+             "Input dependence 0 means the same map for every video; concentration is the share of cells "
+             "effectively attended (1/cells: one-hot); on-motion lift > 1 means attention on what moves.", "",
+             "| attention | stage | input dependence | concentration | on-motion lift | verdict |",
+             "|---|---|---|---|---|---|"]
+    for kind, rows in quality.items():
+        for stage, row in rows.items():
+            values = ["-" if row.get(k) is None else f"{row[k]:.2f}"
+                      for k in ("input_dependence", "concentration", "motion_lift")]
+            lines.append(f"| {kind} | {stage} | " + " | ".join(values) + f" | {row.get('degenerate') or 'ok'} |")
+    return lines + [""]
 
 
 def _card_value(value) -> str:

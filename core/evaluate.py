@@ -3,7 +3,8 @@
 A video's score is the mean of its windows' softmax (paper 4.1). Reported: top-1, top-5, mean
 class accuracy, per-class accuracy, the confusion matrix, the accuracy of each stage's own head
 beside the fused head (the paper's Fig. 4), and the mean cosine similarity between the stages'
-attention maps (what the diversity losses of eq. 7 push down).
+attention maps (what the diversity losses of eq. 7 push down), and per stage whether the attention
+means anything: input dependence, concentration and on-motion lift (core.attention_quality).
 
     python -m core.evaluate --checkpoint DIR --data-layout list --list FILE --root DIR --json OUT.json [--html OUT.html]
     python -m core.evaluate --checkpoint DIR --data-layout ucf101 --data-root UCF-101 --splits-dir ucfTrainTestlist --split 1 --json OUT.json
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .attention_quality import AttentionQuality
 from .model.losses import stage_similarity
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ def evaluate_model(model, dataset, device, class_names: list[str], num_workers: 
     fused, stages, labels, kept, skipped, shapes = [], [], [], [], [], []
     similarity = {"spatial": [torch.zeros(4, 4, dtype=torch.float64), 0],
                   "temporal": [torch.zeros(4, 4, dtype=torch.float64), 0]}
+    clip_cfg = getattr(dataset, "cfg", None)
+    quality = AttentionQuality(clip_cfg) if with_diversity and clip_cfg is not None else None
     iterator = loader
     if progress:
         from tqdm import tqdm
@@ -91,18 +95,22 @@ def evaluate_model(model, dataset, device, class_names: list[str], num_workers: 
             log.warning("skipping unreadable video %s (%s)", windows.path, windows.error)
             skipped.append({"path": windows.path, "error": windows.error})
             continue
-        probs, stage_probs = [], []
+        probs, stage_probs, maps = [], [], []
         for chunk in windows.split(batch_windows):
             out = model(chunk.to(device), return_attention=with_diversity)
             shapes = shapes or [list(s) for s in out.stage_shapes]
             probs.append(out.logits.float().softmax(-1).cpu())
             if out.stage_logits is not None:
                 stage_probs.append(torch.stack([s.float().softmax(-1).cpu() for s in out.stage_logits], 1))
+            if quality is not None:
+                maps.append((out.spatial_attention, out.temporal_attention))
             if with_diversity:
                 for name, sim in zip(("spatial", "temporal"), stage_similarity(out)):
                     if sim is not None:  # (B, 4, 4): summed per window, averaged at the end
                         similarity[name][0] += sim.double().sum(0).cpu()
                         similarity[name][1] += sim.shape[0]
+        if quality is not None and maps:
+            quality.add_video(windows, *_joined(maps), out.stage_shapes)
         fused.append(torch.cat(probs).mean(0))
         if stage_probs:
             stages.append(torch.cat(stage_probs).mean(0))  # (4, K)
@@ -120,11 +128,22 @@ def evaluate_model(model, dataset, device, class_names: list[str], num_workers: 
             off_diagonal = matrix[~torch.eye(len(matrix), dtype=torch.bool)]
             metrics[f"diversity_{name}"] = float(off_diagonal.mean())
             metrics[f"similarity_{name}"] = matrix.tolist()
+    if quality is not None:
+        metrics["attention_quality"] = quality.report()
     metrics["videos"] = int(len(y))
     metrics["stage_shapes"] = shapes  # (T_i, H_i, W_i) of stages 2..5: the grid the similarities are taken on
     metrics["skipped"] = skipped
     metrics["predictions"] = _predictions(dataset, kept, scores, class_names)
     return metrics
+
+
+def _joined(maps: list[tuple[list, list]]) -> tuple[list, list]:
+    """Per-chunk (spatial, temporal) lists of stage maps -> one (spatial, temporal) over all windows."""
+    joined = []
+    for kind in (0, 1):
+        stages = zip(*(chunk[kind] for chunk in maps))
+        joined.append([None if parts[0] is None else torch.cat(parts) for parts in stages])
+    return joined[0], joined[1]
 
 
 def _predictions(dataset, kept: list[int], scores: np.ndarray, class_names: list[str]) -> list[dict]:
@@ -240,6 +259,7 @@ def evaluate_checkpoint(checkpoint, video_list, device="cpu", max_windows: int |
         "diversity_temporal": metrics.get("diversity_temporal"),
         "similarity_spatial": metrics.get("similarity_spatial"),
         "similarity_temporal": metrics.get("similarity_temporal"),
+        "attention_quality": metrics.get("attention_quality", {}),
         "listed": len(video_list.samples),
         "problems": list(getattr(video_list, "problems", [])),
         "seconds": seconds,
@@ -282,9 +302,26 @@ def summary_table(report: dict) -> str:
                           f"(mean off-diagonal {report[f'diversity_{kind}']:.4f}){trivial}",
                       "        " + "  ".join(f"{s[-7:]:>7}" for s in STAGES)]
             lines += [f"{STAGES[i]:<8}" + "  ".join(f"{v:7.3f}" for v in row) for i, row in enumerate(matrix)]
+    lines += quality_lines(report.get("attention_quality") or {})
     for item in report["skipped"]:
         lines.append(f"unreadable: {item['path']}: {item['error']}")
     return "\n".join(lines)
+
+
+def quality_lines(quality: dict) -> list[str]:
+    """The attention-quality table as text: one row per stage and kind, degenerate ones named."""
+    if not quality:
+        return []
+    lines = ["", "attention quality (input dependence: 0 = the same map for every video; concentration: "
+                 "1/cells = one-hot, 1 = uniform; lift: > 1 = looks at what moves)",
+             "kind      stage    dependence  concentration  lift   verdict"]
+    for kind, rows in quality.items():
+        for stage, row in rows.items():
+            cells = [("-" if row.get(k) is None else f"{row[k]:.3f}")
+                     for k in ("input_dependence", "concentration", "motion_lift")]
+            verdict = row.get("degenerate") or "ok"
+            lines.append(f"{kind:<9} {stage:<8} {cells[0]:>10}  {cells[1]:>13}  {cells[2]:>5}  {verdict}")
+    return lines
 
 
 # ---------------------------------------------------------------------------- command line

@@ -33,6 +33,7 @@ from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .data.clips import ClipConfig, _max_crop, _motion_crop, _resize, decode_max_side, normalize, test_windows
 from .data.video import probe_video, read_frames
 from .model.inference import optimize_for_inference, prepare_clip
+from .attention_quality import describe, video_quality
 from .model.losses import stage_similarity
 from .runtime import intra_op_threads, keep_freed_memory
 
@@ -65,6 +66,10 @@ class Prediction:
     num_frames_used: int  # source frames considered (after max_seconds)
     attention: list[StageMaps] | None = None  # stages 2..5, when asked for
     diversity: dict[str, np.ndarray | None] | None = None  # {"spatial": (4,4), "temporal": (4,4)}, window mean
+    # This video's attention quality per stage (core.attention_quality: concentration, lift) and
+    # plain sentences for degenerate maps (this video's one-hot ones, the checkpoint's fixed ones).
+    attention_quality: dict | None = None
+    attention_warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: decode, preprocess, model, maps, total
     notes: list[str] = field(default_factory=list)
 
@@ -87,6 +92,9 @@ class Prediction:
         }
         if self.diversity is not None:
             out["diversity"] = {k: _rounded(v, 4) for k, v in self.diversity.items()}
+        if self.attention_quality is not None:
+            out["attention_quality"] = self.attention_quality
+            out["attention_warnings"] = list(self.attention_warnings)
         if with_maps and self.attention is not None:
             out["attention"] = [
                 {
@@ -222,7 +230,7 @@ class Predictor:
         notes = notes + _window_notes(n, windows, self.clip_cfg)
         if self._precision_note:
             notes.append(self._precision_note)
-        probs_list, raw_maps, model_s, prep_s = [], [], 0.0, 0.0
+        probs_list, raw_maps, batches, model_s, prep_s = [], [], [], 0.0, 0.0
         for first, last in _balanced_batches(len(windows), batch_windows):
             tick = time.perf_counter()
             rows = per_window[first:last]
@@ -234,6 +242,7 @@ class Predictor:
             model_s += time.perf_counter() - tick
             if with_attention:
                 raw_maps.append(output)
+                batches.append(batch)
         window_probs = torch.cat(probs_list).numpy()  # (W, K)
         probs = window_probs.mean(0)  # (K,)
         order = np.argsort(-probs)[: min(topk, len(probs))]
@@ -254,6 +263,7 @@ class Predictor:
         tick = time.perf_counter()
         if with_attention:
             prediction.attention, prediction.diversity = collect_maps(raw_maps)
+            prediction.attention_quality, prediction.attention_warnings = self._quality(raw_maps, batches)
             if prediction.attention[0].spatial is None:
                 notes.append("this model has no spatial attention (SDA off): no spatial maps")
             if prediction.attention[0].temporal is None:
@@ -261,6 +271,17 @@ class Predictor:
         timings.update(preprocess=prep_s, model=model_s, maps=time.perf_counter() - tick, total=time.perf_counter() - start)
         prediction.timings = timings
         return prediction
+
+    def _quality(self, outputs, batches) -> tuple[dict, list[str]]:
+        """This video's per-stage concentration and lift, and warnings from them and from the
+        checkpoint's own held-out figures (input dependence needs many videos: it comes from there)."""
+        spatial = [None if outputs[0].spatial_attention[i] is None else
+                   torch.cat([o.spatial_attention[i].float() for o in outputs]) for i in range(4)]
+        temporal = [None if outputs[0].temporal_attention[i] is None else
+                    torch.cat([o.temporal_attention[i].float() for o in outputs]) for i in range(4)]
+        report = video_quality(spatial, temporal, torch.cat(batches).float(), self.clip_cfg, outputs[0].stage_shapes)
+        held_out = (self.checkpoint.meta.get("metrics") or {}).get("attention_quality") or {}
+        return report, describe(report) + describe(held_out, "this checkpoint's held-out videos")
 
     def _forward(self, batch: torch.Tensor, with_attention: bool):
         batch = prepare_clip(self.model, batch.to(self.device, non_blocking=True))
@@ -293,6 +314,12 @@ def _check_args(topk: int, max_seconds: float | None, batch_windows: int) -> Non
 def _window_notes(n: int, windows: list[np.ndarray], cfg: ClipConfig) -> list[str]:
     """Say when the protocol had to bend: short videos and kept tails loop, long videos are thinned."""
     notes = []
+    if cfg.sampling == "segments":
+        notes.append(f"{len(windows)} clip(s) of {cfg.num_frames} frames, each spread over the whole video "
+                     "(segment sampling): the timeline shows sampling phases, not moments")
+        if n < cfg.num_frames:
+            notes.append(f"video shorter than one clip ({n} frames < {cfg.num_frames}): frames repeated")
+        return notes
     if n < cfg.window:
         notes.append(
             f"video shorter than one window ({n} frames < {cfg.num_frames} x stride {cfg.stride} = {cfg.window}): "

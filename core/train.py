@@ -78,6 +78,13 @@ class TrainConfig:
     dropout: float = 0.5
     init_checkpoint: str | None = None  # fine-tune from this checkpoint (classifier replaced if classes differ)
     freeze_stages: int = 0  # 1: freeze the stem; n: the stem and residual stages 2..n
+    input_mode: str = "rgb"  # rgb (the paper) | grey_diff: frame differences (core/model/inputs.py)
+    residual_gamma_init: float = 0.0  # BN gamma of TDA/SDA's residual terms at init (0: start as the backbone)
+    diversity_loss: bool = True  # --no-diversity-loss: eqs. 6-7 off even for a model name that has them
+    diversity_form: str = "paper"  # paper | received (core/model/losses.py)
+    diversity_margin: float = 0.0  # pairs with cosine <= margin add nothing (0: the paper)
+    diversity_grid: str = "last"  # last: stage 5's grid (eq. 6) | first: stage 2's (received form)
+    diversity_warmup_epochs: float = 0.0  # lambda1, lambda2 rise linearly from 0 over these epochs
     # Clips (paper 4.1)
     num_frames: int = 32
     stride: int = 2
@@ -87,6 +94,7 @@ class TrainConfig:
     flip: bool = True
     flip_label_swap: tuple[tuple[str, str], ...] = ()
     motion_crop: bool = False  # crop around what moves (core.data.roi) before the clip transform
+    sampling: str = "window"  # window (the paper) | segments: one frame per time segment (core/data/clips.py)
     max_val_windows: int = 8
     # Optimisation
     epochs: int = 90
@@ -126,6 +134,7 @@ class TrainConfig:
             flip_label_swap=tuple(tuple(p) for p in self.flip_label_swap),
             max_windows=self.max_val_windows,
             motion_crop=self.motion_crop,
+            sampling=self.sampling,
         )
 
     def to_dict(self) -> dict:
@@ -224,6 +233,13 @@ def lr_at(cfg: TrainConfig, epoch_progress: float) -> float:
     raise TrainingError(f"unknown lr schedule {cfg.lr_schedule!r}: use step or cosine")
 
 
+def diversity_weight(cfg: TrainConfig, epoch_progress: float) -> float:
+    """The factor on lambda1, lambda2 at a fractional epoch: a linear rise over the warm-up, then 1."""
+    if cfg.diversity_warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, epoch_progress / cfg.diversity_warmup_epochs)
+
+
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     # No weight decay on BN and biases: decaying BN gammas fights the zero-init residual gates.
@@ -254,8 +270,13 @@ def build_run_model(cfg: TrainConfig, class_names: list[str]) -> tuple[torch.nn.
         if list(loaded.class_names) != list(class_names):
             model = replace_classifier(model, len(class_names))
         return model, {"init_checkpoint": str(cfg.init_checkpoint), "init_classes": list(loaded.class_names)}
+    named = config_by_name(cfg.model)
     overrides = {"num_classes": len(class_names), "dropout": cfg.dropout,
-                 "stem_temporal_kernel": cfg.stem_temporal_kernel}
+                 "stem_temporal_kernel": cfg.stem_temporal_kernel, "input_mode": cfg.input_mode,
+                 "residual_gamma_init": cfg.residual_gamma_init,
+                 "diversity_loss": named.diversity_loss and cfg.diversity_loss,
+                 "diversity_form": cfg.diversity_form, "diversity_margin": cfg.diversity_margin,
+                 "diversity_grid": cfg.diversity_grid}
     if cfg.base_width:
         overrides["base_width"] = cfg.base_width
     return build_model(config_by_name(cfg.model, **overrides)), {}
@@ -484,7 +505,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = train_model(clips)
-            terms = stmanet_loss(out, labels, model_cfg, cfg.label_smoothing)
+            terms = stmanet_loss(out, labels, model_cfg, cfg.label_smoothing, diversity_weight(cfg, epoch + step / steps_per_epoch))
             bad_loss = not bool(torch.isfinite(terms.total))
             if _any_rank(bad_loss, d):  # all ranks leave together, or DDP hangs in the next all-reduce
                 what = f"loss became {float(terms.total.detach())}" if bad_loss else "another rank's loss became non-finite"
@@ -537,7 +558,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
                                     "val_mean_class_acc": metrics["mean_class_accuracy"],
                                     "val_stage_top1": metrics["stage_top1"],
                                     "diversity_spatial": metrics.get("diversity_spatial"),
-                                    "diversity_temporal": metrics.get("diversity_temporal")})
+                                    "diversity_temporal": metrics.get("diversity_temporal"),
+                                    "attention_quality": metrics.get("attention_quality")})
             train_model.train()
         if epoch_done:
             history.append(epoch_stats)

@@ -358,3 +358,22 @@ def test_predictions_run_on_the_configured_threads(tmp_path, monkeypatch):
     ctx = AppContext(AppConfig(checkpoint=ckpt, checkpoints_dir=tmp_path / "checkpoints",
                                runs_dir=tmp_path / "runs", examples_dir=None, predict_threads=2))
     assert ctx.predictor("tiny").threads == 2
+
+
+def test_diversity_reading_names_degenerate_maps_and_shows_this_videos_quality(tiny_checkpoint, tmp_path):
+    """A low stage similarity is only called good when no map is degenerate; the reading always
+    carries this video's concentration and lift per stage."""
+    from app.inside import diversity_views
+    from app.recognise import Analysis
+    from core.predict import Predictor
+
+    frames = np.full((16, 64, 64, 3), 90, np.uint8)
+    frames[::2, 10:30, 30:50] = 240
+    pred = Predictor(tiny_checkpoint).predict_frames(frames, fps=10.0, with_attention=True)
+    _, _, reading = diversity_views(Analysis("tiny", "square", pred))
+    assert "| stage 2 |" in reading and "on-motion lift" in reading
+    assert ("not evidence" in reading) == bool(pred.attention_warnings)
+    pred.attention_warnings = ["Spatial attention at stage 2 is fixed on this checkpoint's held-out videos (...)."]
+    _, _, reading = diversity_views(Analysis("tiny", "square", pred))
+    assert "not evidence" in reading and "stage 2 is fixed" in reading
+    assert "what the diversity losses ask for" not in reading

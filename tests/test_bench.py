@@ -102,6 +102,21 @@ def test_inference_copy_is_the_same_function(name, channels_last):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # original untouched
 
 
+@pytest.mark.parametrize("name,input_mode", [("stmanet_r18", "rgb"), ("stmanet_r50", "rgb"),
+                                             ("stmanet_r18", "grey_diff")])
+def test_inference_copy_at_depths_18_and_50_and_frame_differences(name, input_mode):
+    """Basic blocks with two per stage (18) and bottlenecks (50); the shipped model's input mode."""
+    torch.manual_seed(0)
+    model = _randomised(build_model(config_by_name(name, num_classes=5, base_width=8, input_mode=input_mode)))
+    fast = optimize_for_inference(model)
+    clip = torch.randn(2, 3, 16, 64, 64)
+    with torch.inference_mode():
+        ref, got = model(clip, return_attention=True), fast(clip, return_attention=True)
+    torch.testing.assert_close(got.logits, ref.logits, atol=1e-5, rtol=1e-4)
+    for a, b in zip(ref.spatial_attention + ref.temporal_attention, got.spatial_attention + got.temporal_attention):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
 def test_inference_copy_under_bf16_autocast_stays_close():
     torch.manual_seed(0)
     model = _randomised(build_model(config_by_name("stmanet_r10", num_classes=5, base_width=8, residual_gamma_init=0.5)))

@@ -170,3 +170,25 @@ def test_decode_max_side_never_upsamples_the_smallest_crop():
     wide = ClipConfig(height=64, width=128)
     side = decode_max_side(1920, 1080, wide, train=False)
     assert side is not None and side >= 128
+
+
+def test_segment_sampling_by_hand_and_by_time():
+    """One frame per equal segment; the same phase in every segment at test time, so two videos of
+    one action at 20 fps (70 frames) and 15 fps (26 frames) are sampled at the same moments."""
+    from core.data.clips import segment_indices
+
+    assert segment_indices(8, 4, np.zeros(4)).tolist() == [0, 2, 4, 6]
+    assert segment_indices(8, 4, np.full(4, 0.5)).tolist() == [1, 3, 5, 7]
+    assert segment_indices(3, 6, np.zeros(6)).tolist() == [0, 0, 1, 1, 2, 2]  # short: repeated in order
+    cfg = ClipConfig(num_frames=8, sampling="segments", max_windows=2)
+    slow, fast = test_windows(70, cfg), test_windows(26, cfg)
+    assert len(slow) == len(fast) == 2
+    assert np.allclose(slow[0] / 70, fast[0] / 26, atol=1 / 26)  # same relative moments
+    rng = np.random.default_rng(0)
+    for n in (5, 26, 70, 143):
+        idx = train_indices(n, cfg, rng)
+        assert len(idx) == 8 and idx.min() >= 0 and idx.max() < n and np.all(np.diff(idx) >= 0)
+        edges = np.arange(9) * n / 8
+        assert np.all(idx >= np.floor(edges[:-1])) and np.all(idx < np.maximum(edges[1:], edges[:-1] + 1))
+    with pytest.raises(ValueError, match="sampling"):
+        ClipConfig(sampling="random")

@@ -7,7 +7,16 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from core.model import STMANetConfig, build_model, config_by_name, stmanet_loss, variant_names
-from core.model.losses import align_spatial, align_temporal, diversity
+from core.model.inputs import ClipInput
+from core.model.losses import (
+    align_spatial,
+    align_temporal,
+    diversity,
+    received_spatial,
+    received_temporal,
+    spatial_diversity,
+    temporal_diversity,
+)
 
 TINY = dict(num_classes=5, base_width=4, dropout=0.0)
 
@@ -114,6 +123,68 @@ def test_diversity_loss_by_hand():
     assert math.isclose(float(diversity([m1.unsqueeze(-1), m2.unsqueeze(-1), m3.unsqueeze(-1)])), want, rel_tol=1e-6)
     identical = diversity([m1, m1, m1, m1])
     assert math.isclose(float(identical), 12.0, rel_tol=1e-6)  # 4*3 ordered pairs of cos = 1
+
+
+def test_diversity_margin_by_hand():
+    m1 = torch.tensor([[1.0, 0.0]])
+    m2 = torch.tensor([[1.0, 1.0]])  # cos(m1, m2) = 0.7071
+    assert math.isclose(float(diversity([m1, m2], margin=0.5)), 2 * (math.sqrt(0.5) - 0.5), rel_tol=1e-5)
+    assert float(diversity([m1, m2], margin=0.75)) == 0.0  # below the margin: left alone
+
+
+def test_received_maps_by_hand():
+    # 2x2 grid: the attention each cell receives is the column mean of the (queries x keys) map.
+    a = torch.tensor([[[1.0, 0, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 1, 0], [0.5, 0, 0, 0.5]]])
+    r = torch.tensor([2.0, 0.5, 1.0, 0.5]) / 4
+    torch.testing.assert_close(received_spatial(a, (2, 2), (2, 2)), r[None])
+    torch.testing.assert_close(received_spatial(a, (2, 2), (1, 1)), r.mean().view(1, 1))  # pooled
+    up = received_spatial(a, (2, 2), (4, 4)).view(4, 4)  # repeated over the finer cells
+    torch.testing.assert_close(up[:2, :2], torch.full((2, 2), float(r[0])))
+    torch.testing.assert_close(up[2:, 2:], torch.full((2, 2), float(r[3])))
+    t = torch.tensor([[[0.0, 1.0], [0.5, 0.5]]])
+    torch.testing.assert_close(received_temporal(t, 2), torch.tensor([[0.25, 0.75]]))
+    torch.testing.assert_close(received_temporal(t, 4), torch.tensor([[0.25, 0.25, 0.75, 0.75]]))
+
+
+def test_received_form_does_not_reward_one_hot_maps_on_the_same_cell_alone():
+    """The paper's form is minimised by one-hot rows on different keys per query even when every
+    stage's received attention is the same; the received form sees that they all look alike."""
+    shapes = [(1, 2, 2)] * 2
+    stage_a = torch.eye(4)[None]  # each query attends to itself: received = uniform
+    stage_b = torch.eye(4)[[1, 0, 3, 2]][None]  # another permutation: received = uniform too
+    paper = spatial_diversity([stage_a, stage_b], shapes)
+    received = spatial_diversity([stage_a, stage_b], shapes, form="received")
+    assert float(paper) == 0.0 and math.isclose(float(received), 2.0, rel_tol=1e-6)
+    first = temporal_diversity([torch.eye(2)[None], torch.full((1, 1, 1), 1.0)], [(2, 1, 1), (1, 1, 1)],
+                               form="received", grid="first")
+    assert math.isclose(float(first), 2.0, rel_tol=1e-6)  # uniform over 2 steps vs a repeated single step
+
+
+def test_grey_difference_input_by_hand():
+    clip = torch.zeros(1, 3, 3, 2, 2)
+    clip[:, :, 1] = 1.0  # frame 1 brighter by 1 in every channel
+    clip[:, 0, 2] = 2.0  # frame 2: red 2, green/blue 0
+    out = ClipInput("grey_diff")(clip)
+    assert out.shape == (1, 1, 3, 2, 2)
+    d1 = 1.0  # luma weights sum to 1
+    d2 = 0.299 * 2 - 1.0
+    torch.testing.assert_close(out[0, 0, :, 0, 0], torch.tensor([d1, d1, d2]))  # D_0 = D_1
+    model = build_model(tiny("stmanet_r10", input_mode="grey_diff"))
+    assert model.stem.conv[0].in_channels == 1
+    assert model(torch.randn(2, 3, 8, 64, 64)).logits.shape == (2, 5)
+    with pytest.raises(ValueError, match="input_mode"):
+        STMANetConfig(input_mode="flow")
+    with pytest.raises(ValueError, match="received"):
+        STMANetConfig(diversity_grid="first")
+
+
+def test_diversity_weight_scales_both_lambdas():
+    torch.manual_seed(0)
+    cfg = tiny("stmanet_r10", diversity_form="received", diversity_grid="first")
+    out = build_model(cfg).train()(torch.randn(2, 3, 16, 64, 64))
+    target = torch.tensor([0, 1])
+    full, none = stmanet_loss(out, target, cfg), stmanet_loss(out, target, cfg, diversity_weight=0.0)
+    torch.testing.assert_close(full.total - none.total, 0.01 * full.spatial + 0.001 * full.temporal)
 
 
 def test_total_loss_is_eq9():

@@ -74,6 +74,25 @@ def test_attention_maps_and_diversity(predictor, moving_square):
         assert np.allclose(matrix, matrix.T, atol=1e-5)
     plain = predictor.predict(moving_square)
     assert np.allclose(plain.window_probs, result.window_probs, atol=1e-5)  # maps do not change scores
+    assert plain.attention_quality is None
+
+
+def test_attention_quality_of_one_video(predictor, moving_square):
+    """Concentration and lift per stage for this video, in range, and in the JSON; a map that sits
+    on one cell is called one-hot in plain words."""
+    result = predictor.predict(moving_square, with_attention=True)
+    spatial = result.attention_quality["spatial"]
+    assert list(spatial) == ["stage 2", "stage 3", "stage 4", "stage 5"]
+    for (t, h, w), row in zip(STAGES, spatial.values()):
+        assert row["cells"] == h * w and 1 / (h * w) - 1e-9 <= row["concentration"] <= 1 + 1e-9
+        assert row["input_dependence"] is None  # needs several videos
+        assert row["motion_lift"] is None or 0 <= row["motion_lift"] <= h * w
+    assert "attention_quality" in result.to_dict()
+    one_hot = {"spatial": {"stage 3": {"cells": 16, "concentration": 1 / 16, "degenerate": "one-hot"}}}
+    from core.attention_quality import describe
+
+    assert describe(one_hot) == ["Spatial attention at stage 3 is one-hot on this video "
+                                 "(all of it on one cell: a peak, not a region)."]
 
 
 def test_model_view_is_what_test_transform_sees(predictor):

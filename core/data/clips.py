@@ -6,6 +6,11 @@ crop (square target: [0.5, 1] x the short side), resize to height x width, rando
 Test: the whole video in consecutive non-overlapping windows, centre crop; the video's score is
 the mean over its windows (done by the caller).
 
+Segment sampling (`sampling="segments"`, TSN-style, a departure from the paper for short
+trimmed clips): the video is cut into num_frames equal segments by time and one frame is taken
+from each (a random one when training, the same phase in every segment when testing, one clip
+per phase), so a clip covers the whole action whatever the frame rate or length of the video.
+
 Short videos and short tails loop (indices modulo the frames available) rather than repeat the
 last frame: a looped action still looks like the action, a frozen frame does not.
 
@@ -25,6 +30,7 @@ from .roi import crop_box, motion_box
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+SAMPLINGS = ("window", "segments")
 ROI_MIN_SIDE = 0.35  # smallest motion box, as a fraction of the short side (roi.motion_box's default)
 
 
@@ -46,6 +52,9 @@ class ClipConfig:
     max_windows: int | None = 32  # cap on test windows per video (evenly spaced); None: no cap
     # Crop each clip to a square around what moves (core.data.roi) before the crops above.
     motion_crop: bool = False
+    # "window": num_frames consecutive frames every stride-th (the paper); "segments": one frame
+    # per equal time segment of the whole video (stride unused), for short trimmed clips.
+    sampling: str = "window"
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "stride", "height", "width"):
@@ -58,6 +67,8 @@ class ClipConfig:
             raise ValueError("ClipConfig.mean and std need 3 values each, std > 0")
         if self.max_windows is not None and self.max_windows < 1:
             raise ValueError(f"ClipConfig.max_windows must be >= 1 or None, got {self.max_windows}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"ClipConfig.sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if any(len(pair) != 2 for pair in self.flip_label_swap):
             raise ValueError(f"ClipConfig.flip_label_swap needs (a, b) pairs, got {self.flip_label_swap}")
 
@@ -107,6 +118,8 @@ def train_indices(n_frames: int, cfg: ClipConfig, rng: np.random.Generator) -> n
     (order matters: `come` and `back` are the same motion reversed).
     """
     _check_frames(n_frames)
+    if cfg.sampling == "segments":
+        return segment_indices(n_frames, cfg.num_frames, rng.random(cfg.num_frames))
     steps = np.arange(cfg.num_frames, dtype=np.int64) * cfg.stride
     if n_frames >= cfg.window:
         start = int(rng.integers(0, n_frames - cfg.window + 1))
@@ -123,6 +136,10 @@ def test_windows(n_frames: int, cfg: ClipConfig) -> list[np.ndarray]:
     to max_windows evenly spaced ones.
     """
     _check_frames(n_frames)
+    if cfg.sampling == "segments":
+        clips = cfg.max_windows or 1
+        return [segment_indices(n_frames, cfg.num_frames, np.full(cfg.num_frames, (c + 0.5) / clips))
+                for c in range(clips)]
     steps = np.arange(cfg.num_frames, dtype=np.int64) * cfg.stride
     full = n_frames // cfg.window
     windows = [w * cfg.window + steps for w in range(full)]
@@ -133,6 +150,14 @@ def test_windows(n_frames: int, cfg: ClipConfig) -> list[np.ndarray]:
         keep = np.unique(np.linspace(0, len(windows) - 1, cfg.max_windows).round().astype(int))
         windows = [windows[k] for k in keep]
     return windows
+
+
+def segment_indices(n_frames: int, num_segments: int, phase: np.ndarray) -> np.ndarray:
+    """One frame per equal segment of [0, n_frames): segment k spans [k n / S, (k+1) n / S) and
+    gives the frame at `phase[k]` (in [0, 1)) of its span. Shorter videos repeat frames in order."""
+    edges = np.arange(num_segments + 1, dtype=np.float64) * n_frames / num_segments
+    picks = edges[:-1] + np.clip(phase, 0.0, 1.0 - 1e-9) * (edges[1:] - edges[:-1])
+    return np.minimum(picks.astype(np.int64), n_frames - 1)
 
 
 def _check_frames(n_frames: int) -> None:

@@ -14,19 +14,36 @@ import numpy as np
 PROBE_SIDE = 160  # the motion map is computed on frames this wide: cheap and smooth enough
 
 
-def motion_box(frames: np.ndarray, margin: float = 0.25, min_side: float = 0.35) -> tuple[int, int, int, int]:
-    """A square box (y0, x0, y1, x1) in pixel coordinates of `frames` (T, H, W, 3) uint8 around
-    the moving region, grown by `margin` of its side and at least `min_side` x the short side."""
-    t, h, w = frames.shape[:3]
-    if t < 2:
-        return 0, 0, h, w
+def _moving(frames: np.ndarray) -> tuple[np.ndarray, float]:
+    """(mask (h', w') of moving pixels on frames PROBE_SIDE wide, scale h'/h)."""
+    h, w = frames.shape[1:3]
     scale = min(1.0, PROBE_SIDE / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     # Area resizing averages out compression noise that a strided subsample would keep.
     gray = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA) for f in frames])
     motion = cv2.GaussianBlur(gray.astype(np.float32).std(axis=0), (5, 5), 0)  # (h', w')
     threshold = max(4.0, 0.3 * float(motion.max()))
-    ys, xs = np.nonzero(motion > threshold)
+    return motion > threshold, scale
+
+
+def moving_mask(frames: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of `frames` (T, H, W, 3) uint8 whose temporal change marks them as
+    moving (the region motion_box crops to); all False when nothing moves or T < 2."""
+    t, h, w = frames.shape[:3]
+    if t < 2:
+        return np.zeros((h, w), dtype=bool)
+    mask, _ = _moving(frames)
+    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def motion_box(frames: np.ndarray, margin: float = 0.25, min_side: float = 0.35) -> tuple[int, int, int, int]:
+    """A square box (y0, x0, y1, x1) in pixel coordinates of `frames` (T, H, W, 3) uint8 around
+    the moving region, grown by `margin` of its side and at least `min_side` x the short side."""
+    t, h, w = frames.shape[:3]
+    if t < 2:
+        return 0, 0, h, w
+    mask, scale = _moving(frames)
+    ys, xs = np.nonzero(mask)
     if len(ys) < 4:  # nothing moves: keep the whole frame
         return 0, 0, h, w
     # Robust extent: ignore isolated flicker pixels at the 1st/99th percentiles.

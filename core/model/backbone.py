@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .configs import STAGE_BLOCKS, STMANetConfig
+from .inputs import stem_channels
 
 
 def conv_bn(c_in: int, c_out: int, kernel, stride=1, padding=0) -> nn.Sequential:
@@ -75,7 +76,7 @@ def make_stages(cfg: STMANetConfig) -> tuple[Stem, nn.ModuleList]:
     """Stage 1 and the four residual stages of a 3D ResNet of `cfg.depth` layers."""
     blocks_per_stage, bottleneck = STAGE_BLOCKS[cfg.depth]
     block = Bottleneck if bottleneck else BasicBlock
-    stem = Stem(cfg.in_channels, cfg.base_width, cfg.stem_temporal_kernel)
+    stem = Stem(stem_channels(cfg.input_mode, cfg.in_channels), cfg.base_width, cfg.stem_temporal_kernel)
     stages = nn.ModuleList()
     c_in = cfg.base_width
     for index, n_blocks in enumerate(blocks_per_stage):

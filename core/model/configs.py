@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+DIVERSITY_FORMS = ("paper", "received")
+
 # Blocks per stage 2..5, and whether the depth uses bottleneck blocks (paper 3.1).
 STAGE_BLOCKS = {
     10: ((1, 1, 1, 1), False),
@@ -27,6 +29,9 @@ class STMANetConfig:
     depth: int = 50  # 10, 18, 34, 50 or 101
     base_width: int = 64  # stage-1 channels; stage widths are base * (1, 2, 4, 8) * expansion
     in_channels: int = 3
+    # What the stem sees (core/model/inputs.py): "rgb" (the paper) or "grey_diff" (frame
+    # differences: motion, not the person's look; a departure, docs/model.md).
+    input_mode: str = "rgb"
     # Temporal size of the stem's 7x7 convolution: 7 is the paper's; 3 (as torchvision's r3d_18)
     # cuts the stem's cost, half of a narrow model's FLOPs, by 7/3 for CPU-sized models.
     stem_temporal_kernel: int = 7
@@ -41,6 +46,15 @@ class STMANetConfig:
     sda_reduction: int = 16
     # BN gamma of the modules' residual terms at init; 0 starts every stage as the plain backbone.
     residual_gamma_init: float = 0.0
+    # Which maps eqs. 6-7 compare (core/model/losses.py): "paper" compares the full HWxHW (TxT)
+    # matrices, which one-hot maps on fixed cells minimise without looking at the video;
+    # "received" compares the attention each position (time step) receives, a distribution.
+    diversity_form: str = "paper"
+    # Pairs whose cosine similarity is at or below the margin add nothing (0: the paper's plain
+    # sum), so the loss separates stages without rewarding ever more peaked maps.
+    diversity_margin: float = 0.0
+    # The grid eq. 6 aligns maps to: "last" (stage 5's, the paper) or "first" (stage 2's; received form only).
+    diversity_grid: str = "last"
     dropout: float = 0.5
     stage_heads: bool = True  # per-stage linear heads on detached features (paper Fig. 4)
 
@@ -49,6 +63,16 @@ class STMANetConfig:
             raise ValueError(f"depth must be one of {sorted(STAGE_BLOCKS)}, got {self.depth}")
         if self.stem_temporal_kernel < 1 or self.stem_temporal_kernel % 2 == 0:
             raise ValueError(f"stem_temporal_kernel must be odd and >= 1, got {self.stem_temporal_kernel}")
+        if self.input_mode not in ("rgb", "grey_diff"):
+            raise ValueError(f"input_mode must be rgb or grey_diff, got {self.input_mode!r}")
+        if self.diversity_form not in DIVERSITY_FORMS:
+            raise ValueError(f"diversity_form must be one of {DIVERSITY_FORMS}, got {self.diversity_form!r}")
+        if self.diversity_grid not in ("last", "first"):
+            raise ValueError(f"diversity_grid must be last or first, got {self.diversity_grid!r}")
+        if self.diversity_grid == "first" and self.diversity_form != "received":
+            raise ValueError("diversity_grid='first' needs diversity_form='received' (full maps are not upsampled)")
+        if not 0.0 <= self.diversity_margin < 1.0:
+            raise ValueError(f"diversity_margin must be in [0, 1), got {self.diversity_margin}")
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
 

@@ -362,7 +362,7 @@ class FastSTMANet(STMANet):
     epilogues (no separate passes). Built only by `optimize_for_inference`."""
 
     def forward(self, clip: torch.Tensor, return_attention: bool = False) -> STMANetOutput:
-        x = self.stem(prepare_clip(self, clip))
+        x = self.stem(prepare_clip(self, self.input(clip)))
         branch = self.tda_entry(x) if self.tda is not None else None
         pooled, spatial, temporal, shapes = [], [], [], []
         for i, stage in enumerate(self.stages):

@@ -18,6 +18,7 @@ from torch import nn
 
 from .backbone import conv_bn, kaiming_init, make_stages
 from .configs import STMANetConfig
+from .inputs import ClipInput
 from .spatial import SpatialAggregation
 from .temporal import TemporalAggregation
 
@@ -36,6 +37,7 @@ class STMANet(nn.Module):
     def __init__(self, cfg: STMANetConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.input = ClipInput(cfg.input_mode)
         self.stem, self.stages = make_stages(cfg)
         c = cfg.stage_channels
         gamma = cfg.residual_gamma_init
@@ -64,7 +66,7 @@ class STMANet(nn.Module):
         """clip: (B, 3, T, H, W), normalised. Attention maps are computed when asked for, or when
         training with the diversity losses (which need them)."""
         need_maps = return_attention or (self.training and self.cfg.diversity_active)
-        x = self.stem(clip)  # (B, base, T/2, H/4, W/4)
+        x = self.stem(self.input(clip))  # (B, base, T/2, H/4, W/4)
         branch = self.tda_entry(x) if self.tda is not None else None  # X^1: (B, C_2/2, ...)
         pooled, spatial, temporal, shapes = [], [], [], []
         for i, stage in enumerate(self.stages):
