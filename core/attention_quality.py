@@ -43,7 +43,7 @@ def input_dependence(maps: torch.Tensor) -> float:
     unit = F.normalize(maps.double(), dim=1)
     cos = unit @ unit.T
     upper = torch.triu_indices(len(maps), len(maps), offset=1)
-    return float((1 - cos[upper[0], upper[1]]).mean())
+    return max(0.0, float((1 - cos[upper[0], upper[1]]).mean()))  # rounding can dip below 0
 
 
 def concentration(maps: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .attention_quality import degeneracy
 from .data.gestures import write_gesture_lists
 
 log = logging.getLogger(__name__)
@@ -126,9 +127,11 @@ def _mean_quality(reports: list[dict]) -> dict:
         stages = sorted(set().union(*(r.get(kind, {}).keys() for r in reports)))
         for stage in stages:
             rows = [r[kind][stage] for r in reports if stage in r.get(kind, {})]
-            out.setdefault(kind, {})[stage] = {
-                key: _nanmean([row.get(key) for row in rows])
-                for key in ("input_dependence", "concentration", "motion_lift")}
+            mean = {key: _nanmean([row.get(key) for row in rows])
+                    for key in ("input_dependence", "concentration", "motion_lift")}
+            cells = int(rows[0].get("cells") or 0)
+            mean.update(cells=cells, degenerate=degeneracy(mean["input_dependence"], mean["concentration"], cells))
+            out.setdefault(kind, {})[stage] = mean
     return out
 
 

@@ -4,7 +4,8 @@ so it opens offline and can be attached to an issue or a model card.
 Figures: the confusion matrix (row-normalised colour, counts as text), per-class accuracy,
 the accuracy of each stage's head beside the fused head (the paper's Fig. 4), and the 4x4
 cosine similarities between the stages' spatial and temporal attention maps (what the
-diversity losses of eq. 7 push down; absent for variants without that attention).
+diversity losses of eq. 7 push down; absent for variants without that attention), and a table
+of each stage's attention quality (input dependence, concentration, on-motion lift, verdict).
 """
 from __future__ import annotations
 
@@ -66,6 +67,26 @@ def report_figures(report: dict) -> list[go.Figure]:
     return figures
 
 
+def quality_table_html(quality: dict) -> str:
+    """The attention-quality figures (core.attention_quality) as an HTML table; degenerate rows in red."""
+    if not quality:
+        return ""
+    rows = []
+    for kind, stages in quality.items():
+        for stage, row in stages.items():
+            cells = ["-" if row.get(k) is None else f"{row[k]:.3f}"
+                     for k in ("input_dependence", "concentration", "motion_lift")]
+            verdict = row.get("degenerate") or "ok"
+            style = " style='color:#b00'" if row.get("degenerate") else ""
+            rows.append(f"<tr{style}><td>{kind}</td><td>{stage}</td>" + "".join(f"<td>{c}</td>" for c in cells)
+                        + f"<td>{html.escape(verdict)}</td></tr>")
+    return ("<h2>Attention quality</h2><p>Input dependence: 0 = the same map for every video. Concentration: "
+            "share of cells effectively attended (1/cells = one-hot, 1 = uniform). On-motion lift: &gt; 1 = "
+            "attention on what moves.</p><table border='1' cellpadding='4' style='border-collapse:collapse'>"
+            "<tr><th>attention</th><th>stage</th><th>input dependence</th><th>concentration</th>"
+            "<th>on-motion lift</th><th>verdict</th></tr>" + "".join(rows) + "</table>")
+
+
 def write_html_report(report: dict, path) -> Path:
     """Write the report's figures and headline numbers to one HTML file; returns its path."""
     path = Path(path)
@@ -76,7 +97,8 @@ def write_html_report(report: dict, path) -> Path:
             f"{report['videos']} videos evaluated, {len(report['skipped'])} unreadable</p>"
             f"<p><b>top-1 {report['top1']:.4f}</b> &middot; top-5 {report['top5']:.4f} &middot; "
             f"mean class accuracy {report['mean_class_accuracy']:.4f}</p>"
-            + (f"<details><summary>unreadable videos</summary><ul>{skipped}</ul></details>" if skipped else ""))
+            + (f"<details><summary>unreadable videos</summary><ul>{skipped}</ul></details>" if skipped else "")
+            + quality_table_html(report.get("attention_quality") or {}))
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ST-MANet evaluation</title></head>"
             f"<body style='font-family:sans-serif'>{head}{''.join(divs)}</body></html>")
     path.write_text(page, encoding="utf-8")

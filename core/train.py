@@ -84,6 +84,8 @@ class TrainConfig:
     diversity_form: str = "paper"  # paper | received (core/model/losses.py)
     diversity_margin: float = 0.0  # pairs with cosine <= margin add nothing (0: the paper)
     diversity_grid: str = "last"  # last: stage 5's grid (eq. 6) | first: stage 2's (received form)
+    lambda_spatial: float = 0.01  # lambda1 of eq. 9 (paper 4.5)
+    lambda_temporal: float = 0.001  # lambda2 of eq. 9 (paper 4.5)
     diversity_warmup_epochs: float = 0.0  # lambda1, lambda2 rise linearly from 0 over these epochs
     # Clips (paper 4.1)
     num_frames: int = 32
@@ -276,7 +278,8 @@ def build_run_model(cfg: TrainConfig, class_names: list[str]) -> tuple[torch.nn.
                  "residual_gamma_init": cfg.residual_gamma_init,
                  "diversity_loss": named.diversity_loss and cfg.diversity_loss,
                  "diversity_form": cfg.diversity_form, "diversity_margin": cfg.diversity_margin,
-                 "diversity_grid": cfg.diversity_grid}
+                 "diversity_grid": cfg.diversity_grid, "lambda_spatial": cfg.lambda_spatial,
+                 "lambda_temporal": cfg.lambda_temporal}
     if cfg.base_width:
         overrides["base_width"] = cfg.base_width
     return build_model(config_by_name(cfg.model, **overrides)), {}

@@ -62,6 +62,24 @@ def test_round_trip_weights_predictions_and_meta(tmp_path):
     assert load_checkpoint(folder / "model.safetensors").class_names == CLASSES
 
 
+def test_model_card_shows_attention_quality_and_the_input(tmp_path):
+    from core.model import build_model, config_by_name
+
+    model = build_model(config_by_name("stmanet_r10", num_classes=3, base_width=4, input_mode="grey_diff"))
+    quality = {"spatial": {"stage 2": {"input_dependence": 0.61, "concentration": 0.2, "motion_lift": 2.5,
+                                       "degenerate": None},
+                           "stage 5": {"input_dependence": 0.0, "concentration": 0.25, "motion_lift": None,
+                                       "degenerate": "fixed and one-hot"}}}
+    folder = save_checkpoint(tmp_path / "ck", model, CLIP.replace(sampling="segments"), CLASSES,
+                             metrics={"top1": 0.5, "attention_quality": quality})
+    card = (folder / "README.md").read_text()
+    assert "## Attention quality" in card
+    assert "| spatial | stage 2 | 0.61 | 0.20 | 2.50 | ok |" in card
+    assert "| spatial | stage 5 | 0.00 | 0.25 | - | fixed and one-hot |" in card
+    assert "segment sampling" in card and "grey frame differences" in card
+    assert "attention_quality:" not in card  # a table, not a JSON dump in the metrics list
+
+
 def test_training_state_round_trip_and_unsafe_objects_refused(tmp_path):
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

@@ -95,11 +95,18 @@ def test_cli_writes_json_html_and_summary(rhythm_checkpoint, data_with_bad_file,
         off = matrix[~np.eye(4, dtype=bool)]
         assert report[f"diversity_{kind}"] == pytest.approx(off.mean())
     assert report["diversity_spatial"] < 0.999  # a 2x2 stage-5 grid: a real comparison, not 1 by construction
+    quality = report["attention_quality"]
+    assert list(quality) == ["spatial", "temporal"] and list(quality["spatial"]) == ["stage 2", "stage 3", "stage 4", "stage 5"]
+    for row in quality["spatial"].values():
+        assert row["videos"] == 6 and 0 <= row["input_dependence"] <= 2
+        assert 1 / row["cells"] - 1e-9 <= row["concentration"] <= 1 + 1e-9
     page = out_html.read_text()
+    assert "Attention quality" in page and "on-motion lift" in page
     assert page.count("plotly-graph-div") >= 5 and "Confusion matrix" in page and "bad.avi" in page
     assert not re.search(r"<script[^>]*\bsrc=", page) and len(page) > 1_000_000  # plotly.js inlined: opens offline
     printed = capsys.readouterr().out
     assert "top-1" in printed and "stage 5" in printed and "unreadable: " in printed
+    assert "attention quality" in printed and "dependence" in printed
 
 
 def test_cli_agrees_with_the_predictor(rhythm_checkpoint, rhythm_data, tmp_path):

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("gesture_root")
     parser.add_argument("out_dir")
     parser.add_argument("--train-subjects", nargs="+", default=list(TRAIN_SUBJECTS))
-    parser.add_argument("--val-subjects", nargs="+", default=list(VAL_SUBJECTS))
+    parser.add_argument("--val-subjects", nargs="*", default=list(VAL_SUBJECTS),
+                        help="none: every subject trains (the shipped model; report cross-validation instead)")
     args = parser.parse_args(argv)
     for path in write_gesture_lists(args.gesture_root, args.out_dir, tuple(args.train_subjects), tuple(args.val_subjects)):
         print(path)

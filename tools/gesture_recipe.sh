@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The gesture default model's recipe, in one place: cross-validation, the diversity ablation and
+# the shipped training all use RECIPE. Every step is resumable: run the same line again after a
+# stop and it continues from the last per-epoch checkpoint (finished tasks are skipped).
+#
+#   bash tools/gesture_recipe.sh cv        # 4 folds x (ST-MANet, plain backbone)   -> runs/cv/main
+#   bash tools/gesture_recipe.sh ablation  # 4 folds x ST-MANet without L_s, L_t     -> runs/cv/nodiv
+#   bash tools/gesture_recipe.sh ship      # both models on all 8 subjects          -> runs/ship
+#   bash tools/gesture_recipe.sh card      # checkpoints/ from runs/ship + the tables
+#
+# Two runs side by side on two cores, one thread each (~15 s an epoch each on the 2-core CPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/gestures}
+EPOCHS=${EPOCHS:-50}
+RECIPE="--frame-cache cache/gestures --cache-max-side 384 --base-width 16 --stem-temporal-kernel 3 \
+  --num-frames 16 --sampling segments --height 64 --width 64 --motion-crop --crop-scale 0.7 1.0 \
+  --flip-label-swap left:right --batch-size 16 --optimizer adamw --lr 0.002 --weight-decay 0.05 \
+  --lr-schedule cosine --warmup-epochs 2 --label-smoothing 0.1 --dropout 0.3 --max-val-windows 2 \
+  --num-workers 1 --input-mode grey_diff --diversity-form received --diversity-grid first \
+  --diversity-margin 0.5 --lambda-temporal 0 --diversity-warmup-epochs 5 --residual-gamma-init 0.1 \
+  --epochs $EPOCHS"
+SOURCE="gestures (GESTURE-PROJECT), all 8 subjects"
+
+case "${1:-}" in
+  cv)
+    python -m core.crossval --gesture-root "$DATA" --out runs/cv/main --models stmanet_r18 r3d18_baseline \
+      --jobs 2 -- $RECIPE --val-every 5 --data-source gestures ;;
+  ablation)
+    python -m core.crossval --gesture-root "$DATA" --out runs/cv/nodiv --models stmanet_r18 \
+      --jobs 2 -- $RECIPE --val-every 5 --no-diversity-loss --data-source gestures ;;
+  ship)
+    python -m core.data.gestures "$DATA" runs/gesture_lists_all --train-subjects S1 S2 S3 S4 S5 S6 S7 S8 --val-subjects
+    LISTS="--data-layout list --data-root $DATA --train-list runs/gesture_lists_all/train.txt \
+      --class-list runs/gesture_lists_all/classes.txt --resume --no-show-progress"
+    for model in stmanet_r18 r3d18_baseline; do
+      OMP_NUM_THREADS=1 python -m core.train $LISTS $RECIPE --model $model --run-dir runs/ship/$model \
+        --data-source "$SOURCE" > runs/ship_$model.log 2>&1 &
+    done
+    wait ;;
+  card)
+    python tools/ship_default.py --checkpoint runs/ship/stmanet_r18/checkpoint \
+      --baseline-checkpoint runs/ship/r3d18_baseline/checkpoint --crossval runs/cv/main/crossval.json \
+      --ablation runs/cv/nodiv/crossval.json --old-eval docs/eval/old_default_s7s8.json \
+      --notes docs/default_model_notes.md --name stmanet-r18-gestures ;;
+  *)
+    sed -n '2,12p' "$0"; exit 2 ;;
+esac
