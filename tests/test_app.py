@@ -92,6 +92,8 @@ def test_recognise_real_clip_and_look_inside(client, shared_data):
     # the same session's analysis feeds the Look inside endpoints
     images = client.predict(3, api_name="/inside_frame")
     assert len(images) == 4 and all(Path(p).is_file() for p in images)
+    rendered = client.predict(5, api_name="/inside_render")
+    assert "| stage 3 |" in rendered[-1] and "on-motion lift" in rendered[-1]  # this video's attention quality
     heat, strip, curve = client.predict(4, api_name="/inside_temporal")
     assert json.loads(heat["plot"])["data"][0]["type"] == "heatmap" and Path(strip).is_file()
     video, download = client.predict(5, api_name="/export_overlay")

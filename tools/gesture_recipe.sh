@@ -5,6 +5,7 @@
 #
 #   bash tools/gesture_recipe.sh cv        # 4 folds x (ST-MANet, plain backbone)   -> runs/cv/main
 #   bash tools/gesture_recipe.sh ablation  # 4 folds x ST-MANet without L_s, L_t     -> runs/cv/nodiv
+#   bash tools/gesture_recipe.sh rgb       # 4 folds x ST-MANet on RGB, not frame differences -> runs/cv/rgb
 #   bash tools/gesture_recipe.sh ship      # both models on all 8 subjects          -> runs/ship
 #   bash tools/gesture_recipe.sh card      # checkpoints/ from runs/ship + the tables
 #
@@ -29,6 +30,9 @@ case "${1:-}" in
   ablation)
     python -m core.crossval --gesture-root "$DATA" --out runs/cv/nodiv --models stmanet_r18 \
       --jobs 2 -- $RECIPE --val-every 5 --no-diversity-loss --data-source gestures ;;
+  rgb)
+    python -m core.crossval --gesture-root "$DATA" --out runs/cv/rgb --models stmanet_r18 \
+      --jobs 2 -- $RECIPE --val-every 5 --input-mode rgb --data-source gestures ;;
   ship)
     python -m core.data.gestures "$DATA" runs/gesture_lists_all --train-subjects S1 S2 S3 S4 S5 S6 S7 S8 --val-subjects
     LISTS="--data-layout list --data-root $DATA --train-list runs/gesture_lists_all/train.txt \
@@ -44,5 +48,5 @@ case "${1:-}" in
       --ablation runs/cv/nodiv/crossval.json --old-eval docs/eval/old_default_s7s8.json \
       --notes docs/default_model_notes.md --name stmanet-r18-gestures ;;
   *)
-    sed -n '2,12p' "$0"; exit 2 ;;
+    sed -n '2,13p' "$0"; exit 2 ;;
 esac
