@@ -438,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
         for kind, matrix in result.diversity.items():
             if matrix is not None:
                 print(f"{kind} stage similarity (stages 2-5):\n{np.array2string(matrix, precision=2)}")
+    for stage, row in ((result.attention_quality or {}).get("spatial") or {}).items():
+        lift = "-" if row["motion_lift"] is None else f"{row['motion_lift']:.2f}"
+        print(f"{stage} spatial attention: {row['effective_cells']:.1f} of {row['cells']} cells, on-motion lift {lift}")
+    for warning in result.attention_warnings:
+        print(f"warning: {warning}")
     return 0
 
 

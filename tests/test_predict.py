@@ -148,6 +148,9 @@ def test_cli_json_and_errors(tiny_checkpoint, moving_square, capsys):
     assert len(out["topk"]) == 2 and abs(sum(out["probs"].values()) - 1) < 1e-4
     assert len(out["window_times"]) == 3 and len(out["attention"]) == 4
     assert np.array(out["diversity"]["spatial"]).shape == (4, 4)
+    assert set(out["attention_quality"]["spatial"]) == {"stage 2", "stage 3", "stage 4", "stage 5"}
+    assert pr.main([str(moving_square), "--checkpoint", str(tiny_checkpoint), "--attention"]) == 0
+    assert "stage 3 spatial attention:" in capsys.readouterr().out
     assert pr.main([str(moving_square), "--checkpoint", str(tiny_checkpoint)]) == 0
     text = capsys.readouterr().out
     assert "3 window(s)" in text and all(name in text for name in ("wave", "clap", "jump"))
