@@ -97,8 +97,10 @@ def build_config(ctx: AppContext, source, zip_file, folder, layout, layout_root,
         ckpt = ctx.allowed_checkpoint(start_from)  # a listed checkpoint's folder
         meta = json.loads((Path(ckpt) / "config.json").read_text())
         clip = meta.get("clip") or {}
+        # Fine-tune on clips cut the way the checkpoint was trained (sampling, motion crop, size).
         values.update(init_checkpoint=ckpt, stride=int(clip.get("stride", 1)),
-                      height=int(clip.get("height", 112)), width=int(clip.get("width", 112)))
+                      height=int(clip.get("height", 112)), width=int(clip.get("width", 112)),
+                      sampling=str(clip.get("sampling", "window")), motion_crop=bool(clip.get("motion_crop", False)))
     epochs, batch, frames, freeze = int(epochs), int(batch), int(frames), int(freeze)
     lr = float(lr)
     if not 1 <= epochs <= 500:

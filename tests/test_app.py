@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 CLASSES = ["wave", "clap", "jump"]
 
 
-def make_tiny_checkpoint(folder: Path) -> Path:
+def make_tiny_checkpoint(folder: Path, **clip_changes) -> Path:
     import torch
 
     from core.checkpoint import save_checkpoint
@@ -28,7 +28,7 @@ def make_tiny_checkpoint(folder: Path) -> Path:
 
     torch.manual_seed(0)
     model = build_model(config_by_name("stmanet_r10", num_classes=3, base_width=8, residual_gamma_init=0.5))
-    clip = ClipConfig(num_frames=8, stride=1, height=64, width=64, max_windows=8)
+    clip = ClipConfig(num_frames=8, stride=1, height=64, width=64, max_windows=8).replace(**clip_changes)
     save_checkpoint(folder, model.eval(), clip, CLASSES, metrics={"top1": 0.5}, data_source="random init (test)")
     return folder
 
@@ -298,6 +298,9 @@ def test_build_config_for_each_data_source(tmp_path):
         cfg(SOURCES[1], folder="mine", start_from="/etc")
     v = cfg(SOURCES[1], folder="mine", start_from="new: ST-MANet-10, width 16 (from scratch)")
     assert v["model"] == "stmanet_r10" and "init_checkpoint" not in v
+    make_tiny_checkpoint(tmp_path / "checkpoints" / "segments", sampling="segments", motion_crop=True)
+    v = cfg(SOURCES[1], folder="mine", start_from="segments")  # fine-tunes on clips cut as it was trained
+    assert v["sampling"] == "segments" and v["motion_crop"] is True
 
 
 def test_mismatched_checkpoint_gives_a_message(client, app_server, tmp_path):
