@@ -150,6 +150,27 @@ class AppContext:
                     return key
         return table[0][1] if table else None
 
+    def start_problem(self) -> str | None:
+        """Why the configured start checkpoint (STMANET_CHECKPOINT) is not what the app serves, in
+        words naming the folder (not its server path); None when it is served or none was set."""
+        if self.config.checkpoint is None:
+            return None
+        folder = Path(self.config.checkpoint)
+        if any(path == str(folder.resolve()) for _, _, path in self._checkpoint_table()):
+            return None
+        if not folder.is_dir():
+            reason = "the folder does not exist"
+        elif not (folder / "config.json").is_file():
+            reason = "it has no config.json"
+        else:
+            pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt"))
+            reason = "it has no model.safetensors" + (
+                f" ({', '.join(pickles)} is a pickle, which this app never loads: it can run code; "
+                "convert it to safetensors)" if pickles else "")
+        fallback = self.default_checkpoint()
+        served = f"serving '{fallback}' instead" if fallback else "no other model is available"
+        return f"The start checkpoint '{folder.name}' cannot be used: {reason}; {served}."
+
     def no_checkpoint_message(self) -> str:
         return (
             f"No model checkpoint was found (looked in {self.config.checkpoints_dir.name}/"

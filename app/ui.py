@@ -24,12 +24,15 @@ def build_demo(config: AppConfig | None = None, context: AppContext | None = Non
                warm_up: bool = True) -> gr.Blocks:
     ctx = context or AppContext(config or AppConfig.from_env())
     default = ctx.default_checkpoint()
+    problem = ctx.start_problem()
+    if problem:
+        log.warning("%s", problem)
     with gr.Blocks(title="ST-MANet", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
-        no_ckpt = gr.Markdown(
-            "" if default else f"**No model available.** {ctx.no_checkpoint_message()}",
-            elem_id="no-checkpoint",
-        )
+        banner = [f"**Warning.** {problem}"] if problem else []
+        if not default:
+            banner.append(f"**No model available.** {ctx.no_checkpoint_message()}")
+        no_ckpt = gr.Markdown("\n\n".join(banner), elem_id="no-checkpoint")
         with gr.Row():
             checkpoint_dd = gr.Dropdown(
                 choices=ctx.checkpoint_choices(), value=default, label="Model (checkpoint)",

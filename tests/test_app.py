@@ -260,6 +260,34 @@ def test_app_without_checkpoint_says_so(tmp_path):
         run_prediction(demo.ctx, str(write_video(tmp_path / "v.mp4")), 3, None)
 
 
+def test_unusable_start_checkpoint_is_named_on_the_page_and_in_the_log(tmp_path, caplog):
+    """STMANET_CHECKPOINT pointing at a folder with a pickled model.pt: a banner and a log warning
+    name the folder and the reason, and which model is served instead (no server paths)."""
+    import shutil
+
+    from app import AppConfig, build_demo
+
+    shipped = make_tiny_checkpoint(tmp_path / "checkpoints" / "tiny")
+    pickled = tmp_path / "mine"
+    pickled.mkdir()
+    shutil.copy(shipped / "config.json", pickled / "config.json")
+    (pickled / "model.pt").write_bytes(b"not loaded")
+    cfg = AppConfig(checkpoint=pickled, checkpoints_dir=tmp_path / "checkpoints", runs_dir=tmp_path / "runs",
+                    data_root=None, examples_dir=None)
+    with caplog.at_level(logging.WARNING, logger="app"):
+        demo = build_demo(cfg, warm_up=False)
+    banner = demo.no_checkpoint.value
+    assert "'mine' cannot be used" in banner and "model.pt is a pickle" in banner and "serving 'tiny'" in banner
+    assert str(tmp_path) not in banner
+    assert any("'mine' cannot be used" in r.getMessage() for r in caplog.records)
+    missing = AppConfig(checkpoint=tmp_path / "gone", checkpoints_dir=tmp_path / "checkpoints",
+                        runs_dir=tmp_path / "runs", data_root=None, examples_dir=None)
+    assert "does not exist" in build_demo(missing, warm_up=False).no_checkpoint.value
+    served = AppConfig(checkpoint=shipped, checkpoints_dir=tmp_path / "checkpoints", runs_dir=tmp_path / "runs",
+                       data_root=None, examples_dir=None)
+    assert build_demo(served, warm_up=False).no_checkpoint.value == ""
+
+
 def test_build_config_for_each_data_source(tmp_path):
     """The Fine-tune tab's inputs -> TrainConfig fields, with every path confined to the data root."""
     from app import AppConfig, AppContext
