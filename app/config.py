@@ -9,6 +9,7 @@
 | STMANET_EXAMPLES_DIR        | <repo>/examples, else ../shared/data/clips | example videos                       |
 | STMANET_MAX_UPLOAD_MB       | 200                                      | largest video upload                   |
 | STMANET_MAX_ZIP_MB          | 1000                                     | largest dataset zip upload             |
+| STMANET_MAX_UPLOADS_MB      | 8000                                     | total size of unpacked uploads (runs/uploads/) |
 | STMANET_MAX_VIDEO_MINUTES   | 30                                       | longest video accepted (from metadata) |
 | STMANET_DECODE_SECONDS      | 60                                       | decoded length cap per video           |
 | STMANET_PREDICT_CONCURRENCY | 2                                        | predictions computed at once           |
@@ -81,6 +82,7 @@ class AppConfig:
     examples_dir: Path | None = None
     max_upload_mb: float = 200.0
     max_zip_mb: float = 1000.0
+    max_uploads_mb: float = 8000.0  # everything unpacked under runs/uploads/ together
     max_video_minutes: float = 30.0
     decode_seconds: float = 60.0
     predict_concurrency: int = 2
@@ -103,6 +105,7 @@ class AppConfig:
             or _first_dir(REPO / "examples", REPO.parent / "shared" / "data" / "clips"),
             max_upload_mb=_env_float("STMANET_MAX_UPLOAD_MB", 200),
             max_zip_mb=_env_float("STMANET_MAX_ZIP_MB", 1000),
+            max_uploads_mb=_env_float("STMANET_MAX_UPLOADS_MB", 8000),
             max_video_minutes=_env_float("STMANET_MAX_VIDEO_MINUTES", 30),
             decode_seconds=_env_float("STMANET_DECODE_SECONDS", 60),
             predict_concurrency=max(1, int(_env_float("STMANET_PREDICT_CONCURRENCY", 2))),

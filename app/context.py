@@ -99,6 +99,7 @@ class AppContext:
             config.data_root,
             checkpoints_root=config.checkpoints_dir,
             extra_checkpoints=[p for p in [config.checkpoint, *config.extra_checkpoints] if p],
+            max_uploads_bytes=int(config.max_uploads_mb * 1e6),
         )
         self._lock = threading.Lock()
         self._predictors: OrderedDict[str, Any] = OrderedDict()

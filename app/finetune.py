@@ -72,8 +72,7 @@ def build_config(ctx: AppContext, source, zip_file, folder, layout, layout_root,
         zpath = Path(zip_file if isinstance(zip_file, str) else zip_file.name)
         if zpath.stat().st_size > ctx.config.max_zip_mb * 1024 * 1024:
             raise UserError(f"the zip is larger than {ctx.config.max_zip_mb:g} MB")
-        folder_path = ctx.runs.extract_zip(zpath, max_bytes=int(ctx.config.max_zip_mb * 1024 * 1024 * 4))
-        values.update(data_layout="folder", data_root=str(folder_path), data_source=f"uploaded zip {zpath.name}")
+        values.update(data_layout="folder", data_source=f"uploaded zip {zpath.name}")  # unpacked last
     elif source == SOURCES[1]:
         path = ctx.runs.resolve_data_path(folder, kind="dir")
         values.update(data_layout="folder", data_root=str(path), data_source=f"server folder {folder}")
@@ -116,6 +115,9 @@ def build_config(ctx: AppContext, source, zip_file, folder, layout, layout_root,
     values.update(epochs=epochs, lr=lr, batch_size=batch, num_frames=frames, freeze_stages=freeze,
                   optimizer=optimizer or "sgd", num_workers=0, device="auto", show_progress=False,
                   lr_schedule="cosine", val_fraction=0.2)
+    if source == SOURCES[0]:  # only once every other field is known to be good
+        folder_path = ctx.runs.extract_zip(zpath, max_bytes=int(ctx.config.max_zip_mb * 1024 * 1024 * 4))
+        values["data_root"] = str(folder_path)
     return values
 
 
@@ -202,7 +204,12 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
         values = build_config(ctx, source, zip_file, folder, layout, layout_root, splits_dir, train_list,
                               val_list, class_list, split, start_from, epochs, lr, batch_size, frames,
                               freeze, optimizer)
-        run_id = ctx.runs.start(values)
+        try:
+            run_id = ctx.runs.start(values)
+        except BaseException:
+            if source == SOURCES[0] and values.get("data_root"):
+                ctx.runs.discard_upload(values["data_root"])  # a refused request leaves nothing behind
+            raise
         gr.Info(f"Fine-tuning run {run_id} started.")
         return poll(None, force=True)
 

@@ -448,6 +448,7 @@ class RunManager:
         extra_checkpoints: list[str | os.PathLike] | None = None,
         train_fn: Callable | None = None,
         config_factory: Callable[[dict], Any] | None = None,
+        max_uploads_bytes: int | None = None,
     ) -> None:
         self.runs_root = Path(runs_root).expanduser().resolve()
         self.runs_root.mkdir(parents=True, exist_ok=True)
@@ -457,6 +458,7 @@ class RunManager:
             Path(checkpoints_root).expanduser().resolve() if checkpoints_root else None
         )
         self.extra_checkpoints = [Path(p).expanduser().resolve() for p in (extra_checkpoints or [])]
+        self.max_uploads_bytes = max_uploads_bytes  # cap on everything unpacked under uploads/
         self._train = train_fn or _default_train
         self._make_config = config_factory or _default_config
         self._start_lock = threading.Lock()
@@ -480,9 +482,31 @@ class RunManager:
         return resolve_data_path(user_path, [self.data_root], kind=kind)
 
     def extract_zip(self, zip_path: str | os.PathLike, **limits) -> Path:
-        """Unpack an uploaded zip under `uploads/`, first pruning the unpacked uploads no run uses."""
+        """Unpack an uploaded zip under `uploads/`, first pruning the unpacked uploads no run uses.
+        With `max_uploads_bytes` the zip may fill only what is left of that space."""
         self.prune_uploads()
+        if self.max_uploads_bytes is not None:
+            left = self.max_uploads_bytes - _tree_bytes(self.uploads_root)
+            if left <= 0:
+                raise ZipRejectedError(
+                    f"the server's space for unpacked uploads ({self.max_uploads_bytes / 1e6:.0f} MB) is full; "
+                    "uploads that no run uses are deleted an hour after they were unpacked: try again later")
+            limits["max_bytes"] = min(limits.get("max_bytes", DEFAULT_ZIP_MAX_BYTES), left)
         return extract_zip(zip_path, self.uploads_root, **limits)
+
+    def discard_upload(self, folder: str | os.PathLike) -> bool:
+        """Delete an unpacked upload now (a refused or failed request's), not an hour later; only
+        ever a folder under `uploads/`, and never one a run's config reads."""
+        path = Path(folder).resolve()
+        if not _is_within(path, self.uploads_root) or path == self.uploads_root:
+            return False
+        top = self.uploads_root / path.relative_to(self.uploads_root).parts[0]
+        for run_dir in self._run_dirs():
+            config = (self._read_record(run_dir) or {}).get("config") or {}
+            if any(isinstance(v, str) and _is_within(Path(v), top) for v in config.values()):
+                return False
+        shutil.rmtree(top, ignore_errors=True)
+        return True
 
     def prune_uploads(self, grace_s: float = UPLOAD_GRACE_S) -> list[Path]:
         """Delete the unpacked uploads that no run's config reads from and that are older than
@@ -862,6 +886,13 @@ class RunManager:
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _tree_bytes(root: Path) -> int:
+    """Bytes of the files under `root` (0 when it does not exist); links are not followed."""
+    if not root.is_dir():
+        return 0
+    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _is_checkpoint(folder: Path) -> bool:

@@ -179,6 +179,20 @@ def test_finetune_confinement(client):
         _start(client)
 
 
+def test_refused_finetune_requests_leave_no_unpacked_upload(client, app_server, tmp_path):
+    """Every field is checked before the zip is unpacked, and what a refused request unpacked is
+    deleted at once."""
+    ctx = app_server["demo"].ctx
+    uploads = ctx.runs.uploads_root
+    before = set(uploads.iterdir()) if uploads.is_dir() else set()
+    z = _zip_dataset(tmp_path)
+    for bad in (dict(lr=0), dict(epochs=0), dict(batch_size=0), dict(frames=500), dict(start_from="nope")):
+        with pytest.raises(Exception):
+            _start(client, zip_file=handle_file(str(z)), **bad)
+    after = set(uploads.iterdir()) if uploads.is_dir() else set()
+    assert after == before
+
+
 def test_finetune_start_refuse_second_predict_meanwhile_stop(client, app_server, tmp_path, shared_data, caplog):
     ctx = app_server["demo"].ctx
     clip = shared_data / "clips" / "paddlevideo_example.avi"

@@ -409,3 +409,22 @@ def test_unpacked_uploads_no_run_uses_are_pruned(roots, tmp_path):
     assert used.exists() and fresh.exists() and newest.exists()
     assert sorted(mgr.prune_uploads(grace_s=0)) == sorted([fresh, newest])
     assert used.exists()
+
+
+def test_uploads_space_is_capped_and_refused_uploads_are_discarded_at_once(roots, tmp_path):
+    two = {"wave/1.mp4": b"x" * 4000, "clap/2.mp4": b"y" * 4000}
+    mgr = _manager(roots, train_fn=make_fake_train(), max_uploads_bytes=20_000)
+    first = mgr.extract_zip(_zip(tmp_path / "a.zip", two))
+    second = mgr.extract_zip(_zip(tmp_path / "b.zip", two))  # 16 kB of 20 kB used
+    with pytest.raises(runs.ZipRejectedError, match="more than"):
+        mgr.extract_zip(_zip(tmp_path / "c.zip", two))  # would pass 20 kB: refused while unpacking
+    assert sorted(p.name for p in mgr.uploads_root.iterdir()) == sorted([first.name, second.name])
+    assert mgr.discard_upload(second) and not second.exists()
+    assert not mgr.discard_upload(tmp_path / "elsewhere")  # only under uploads/
+    run_id = mgr.start({**_cfg(roots[1]), "data_root": str(first)})
+    assert mgr.wait(10) and mgr.status(run_id)["state"] == "finished"
+    assert not mgr.discard_upload(first) and first.exists()  # a run reads it: kept for resume
+    mgr.extract_zip(_zip(tmp_path / "d.zip", two))
+    full = _manager(roots, max_uploads_bytes=10_000)
+    with pytest.raises(runs.ZipRejectedError, match="space for unpacked uploads .* is full"):
+        full.extract_zip(_zip(tmp_path / "e.zip", two))
