@@ -47,9 +47,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 _UPLOAD_DIR = re.compile(r"(?:[^\s'\"]*/)?gradio/[0-9a-f]{16,}/")
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[\w.\-~+@%]+)+/([\w.\-~+@%]+/[\w.\-~+@%]+)")
+
+
 def tidy(message: str) -> str:
-    """A message for the page: no token-like strings, no server temp folders of uploads."""
-    return _UPLOAD_DIR.sub("", scrub(message))
+    """A message for the page: no token-like strings, no server temp folders of uploads, no
+    absolute server paths (a path keeps its last two parts: `<run id>/checkpoint`)."""
+    return _ABSOLUTE_PATH.sub(r"\1", _UPLOAD_DIR.sub("", scrub(message)))
 
 
 def handler(fn: Callable) -> Callable:
@@ -251,8 +255,8 @@ class AppContext:
             "params": sum(p.numel() for p in model.parameters()),
             "gflops": _gflops_per_clip(model, clip),
             "metrics": dict((ckpt.meta or {}).get("metrics") or {}),
-            "training": dict((ckpt.meta or {}).get("training") or {}),
-            "data_source": (ckpt.meta or {}).get("data_source"),
+            "training": self.runs.public(dict((ckpt.meta or {}).get("training") or {})),
+            "data_source": self.runs.public((ckpt.meta or {}).get("data_source")),
         }
         with self._lock:
             self._facts[stamp] = facts

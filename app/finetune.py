@@ -228,7 +228,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
         return poll(None, force=True)
 
     def poll(last_seen, force: bool = False):
-        st = ctx.runs.status()
+        st = ctx.runs.public_status()
         sig = [st.get("run_id"), st.get("state"), len(st.get("steps") or []), len(st.get("epochs") or [])]
         choices = ctx.checkpoint_choices()
         seen_now = {"sig": sig, "choices": [list(c) for c in choices]}
@@ -291,7 +291,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
 
 def status_json(ctx: AppContext) -> dict:
     """The run status without the per-step lists (for the API endpoint `finetune_status`)."""
-    st = dict(ctx.runs.status())
+    st = dict(ctx.runs.public_status())
     st["num_steps"] = len(st.pop("steps", []) or [])
     st["num_epochs"] = len(st.get("epochs") or [])
     return json.loads(json.dumps(st, default=str))

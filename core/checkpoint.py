@@ -116,6 +116,22 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
+def portable(value):
+    """`value` with every absolute path written relative to the working directory when it lies
+    inside it, else as its last component: config.json and the card are what a Hub push
+    publishes, and a server's folder layout is not for the public (nor useful elsewhere)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and os.path.isabs(value) and "\n" not in value:
+        rel = os.path.relpath(value, os.getcwd())
+        return rel if not rel.startswith("..") else Path(value).name
+    return value
+
+
 def save_checkpoint(
     folder,
     model: STMANet,
@@ -147,8 +163,8 @@ def save_checkpoint(
         "clip": clip_cfg.to_dict(),
         "class_names": class_names,
         "metrics": metrics or {},
-        "training": training or {},
-        "data_source": data_source,
+        "training": portable(training or {}),
+        "data_source": portable(data_source),
     }
     try:  # fail on unserialisable metadata before touching any file
         config_text = json.dumps(meta, indent=2, default=_json_default)

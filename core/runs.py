@@ -38,6 +38,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .checkpoint import portable
+
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
@@ -843,6 +845,22 @@ class RunManager:
                 out.append(rec)
         return out
 
+    def public(self, value):
+        """A status, config or message as the public may see it: roots as `runs/`, `uploads/`,
+        `data/`, `checkpoints/`, never absolute server paths or process ids."""
+        roots = [(str(self.uploads_root), "uploads"), (str(self.runs_root), "runs")]
+        if self.data_root is not None:
+            roots.append((str(self.data_root), "data"))
+        if self.checkpoints_root is not None:
+            roots.append((str(self.checkpoints_root), "checkpoints"))
+        roots += [(str(p.parent), "checkpoints") for p in self.extra_checkpoints]
+        roots.sort(key=lambda pair: -len(pair[0]))  # the most specific root first
+        return _public(value, roots)
+
+    def public_status(self, run_id: str | None = None) -> dict:
+        """`status` for a page or an API caller (see `public`)."""
+        return self.public(self.status(run_id))
+
     def status(self, run_id: str | None = None) -> dict:
         """The state of `run_id`, or of the running run, or of the latest run; with its metrics
         read back from metrics.jsonl. `{"state": "idle"}` when there has been no run."""
@@ -886,6 +904,21 @@ class RunManager:
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+_PRIVATE_KEYS = ("pid",)
+
+
+def _public(value, roots: list[tuple[str, str]]):
+    """`value` with the server's roots written as short names and no process ids: what a page or
+    an API caller may see."""
+    if isinstance(value, dict):
+        return {k: _public(v, roots) for k, v in value.items() if k not in _PRIVATE_KEYS}
+    if isinstance(value, (list, tuple)):
+        return [_public(v, roots) for v in value]
+    if isinstance(value, str):
+        for prefix, name in roots:
+            value = value.replace(prefix, name)
+        return portable(value)
+    return value
 
 
 def _tree_bytes(root: Path) -> int:

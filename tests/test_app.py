@@ -236,6 +236,16 @@ def test_finetune_start_refuse_second_predict_meanwhile_stop(client, app_server,
     st = _wait_status(client, ("stopped", "finished", "failed"), timeout=60)
     assert st["state"] in ("stopped", "finished") and st["resumed"] == 1, st
 
+    # what the public sees and what a push publishes: no process id, no server path
+    root = str(app_server["root"])
+    assert "pid" not in st and root not in json.dumps(st), st
+    assert st["checkpoint_dir"].startswith(f"runs/{run_id}/")
+    facts = client.predict(f"run/{run_id}", api_name="/checkpoint_facts")[1]
+    assert root not in json.dumps(facts) and facts["training"]["run_dir"].endswith(run_id)
+    run_checkpoint = app_server["root"] / "runs" / run_id / "checkpoint"
+    for published in ("config.json", "README.md"):
+        assert root not in (run_checkpoint / published).read_text(), published
+
     # push it: the token reaches only push_to_hub and is cleared from the page
     import core.checkpoint as checkpoint_mod
 
