@@ -8,7 +8,8 @@ The 8 subjects make 4 folds; fold k trains on 6 subjects and tests on S(2k+1), S
 two cores) under OUT/fold<k>/<model>/, evaluated on its held-out subjects with its last epoch's
 weights (never the best epoch: that would choose on the test subjects) into result.json.
 
-Resumable: a finished task (result.json present) is skipped, an unfinished run continues from its
+Resumable: a finished task (result.json present) is skipped (delete result.json to evaluate a
+finished run again, e.g. with another --eval-windows: training is then not repeated), an unfinished run continues from its
 last per-epoch checkpoint (`--resume`), so a stopped search is continued by the same command.
 The table (OUT/crossval.json, OUT/crossval.md) has per fold and mean +- std top-1, top-5 and
 mean class accuracy per model, the attention-quality figures, and the fold-mean validation
@@ -91,7 +92,8 @@ def evaluate_task(run_dir: Path, lists: Path, args) -> dict:
 
     torch.set_num_threads(args.threads)
     video_list = read_list_file(lists / "val.txt", args.gesture_root, class_list=lists / "classes.txt")
-    report = evaluate_checkpoint(run_dir / "checkpoint", video_list, "cpu", num_workers=0)
+    report = evaluate_checkpoint(run_dir / "checkpoint", video_list, "cpu", max_windows=args.eval_windows,
+                                 num_workers=0)
     history = load_training_state(run_dir / "checkpoint").get("history", [])
     curve = {int(h["epoch"]): h["val_acc"] for h in history if h.get("val_acc") is not None}
     cpu_s = sum(float(h.get("epoch_time_s", 0.0)) for h in history)
@@ -168,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fold-ids", nargs="+", type=int, default=list(range(len(FOLDS))))
     parser.add_argument("--jobs", type=int, default=1, help="tasks run side by side")
     parser.add_argument("--threads", type=int, default=1, help="threads per task")
+    parser.add_argument("--eval-windows", type=int, default=None,
+                        help="test clips per video (default: the run's --max-val-windows)")
     parser.add_argument("train_flags", nargs=argparse.REMAINDER, help="-- then core.train flags for every task")
     return parser
 
@@ -191,6 +195,7 @@ def run(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.json").write_text(json.dumps({"models": args.models, "fold_ids": args.fold_ids,
+                                                  "eval_windows": args.eval_windows,
                                                   "train_flags": args.train_flags}, indent=2))
     tasks = [(fold, model) for fold in args.fold_ids for model in args.models]
     results, failures = [], []
