@@ -79,6 +79,7 @@ def note_markdown(pred, cap_s: float, name: str) -> str:
         f"At most the first {cap_s:g} s of a video are decoded and analysed.",
     ]
     lines += [f"- note: {n}" for n in pred.notes]
+    lines.append(f"This model knows {len(pred.class_names)} classes: {', '.join(pred.class_names)}.")
     return "\n".join(lines)
 
 

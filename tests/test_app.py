@@ -88,6 +88,7 @@ def test_recognise_real_clip_and_look_inside(client, shared_data):
     assert 0 < sum(c["confidence"] for c in label["confidences"]) <= 1.0001
     assert json.loads(bar["plot"])["data"][0]["type"] == "bar"
     assert "window" in note and "first 6 s" in note
+    assert f"This model knows 3 classes: {', '.join(CLASSES)}." in note
 
     # the same session's analysis feeds the Look inside endpoints
     images = client.predict(3, api_name="/inside_frame")
