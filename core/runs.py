@@ -668,8 +668,11 @@ class RunManager:
             values = self._confine(values)
             values.update(run_dir=str(run_dir), resume=True)
             train_cfg = self._make_config(values)
+            # elapsed counts training time: the time the run stood stopped is not part of it
+            before = _elapsed({**rec, "state": state})
             self._update_record(run_dir, state="starting", message="resuming from the last checkpoint",
-                                ended=None, error=None, pid=os.getpid(),
+                                ended=None, error=None, pid=os.getpid(), started_ts=time.time(),
+                                elapsed_before_s=float(before or 0.0),
                                 resumed=int(rec.get("resumed") or 0) + 1)
             self._launch(run_dir.name, run_dir, train_cfg)
             return run_dir.name
@@ -892,6 +895,7 @@ class RunManager:
         rec["steps"] = steps
         rec["epochs"] = epochs
         rec["last_step"] = steps[-1] if steps else None
+        rec["num_classes"] = next((e["num_classes"] for e in reversed(epochs) if e.get("num_classes")), None)
         rec["progress"] = _progress(rec, steps)
         rec["eta_s"] = steps[-1].get("eta_s") if steps and rec["state"] in ACTIVE_STATES else None
         if not rec.get("checkpoint_dir"):
@@ -949,13 +953,15 @@ def _progress(rec: dict, steps: list[dict]) -> float:
 
 
 def _elapsed(rec: dict) -> float | None:
+    """Seconds the run has been going: this start's (or resume's) time plus the earlier starts'."""
     ts = rec.get("started_ts")
     if not isinstance(ts, (int, float)):
         return None
+    before = float(rec.get("elapsed_before_s") or 0.0)
     if rec.get("state") in ACTIVE_STATES:
-        return time.time() - ts
+        return before + time.time() - ts
     try:
         ended = _dt.datetime.fromisoformat(rec["ended"]).timestamp()
-        return ended - ts
+        return before + ended - ts
     except (KeyError, TypeError, ValueError):
         return None

@@ -594,7 +594,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
             last_saved = ckpt_dir
             if improved:
                 save_run_checkpoint(best_dir, lambda f: write_checkpoint(f, epoch + 1))
-            emit({"event": "epoch", **epoch_stats, "checkpoint_dir": str(ckpt_dir), "stopped": stopped})
+            emit({"event": "epoch", **epoch_stats, "num_classes": len(class_names), "checkpoint_dir": str(ckpt_dir),
+                  "stopped": stopped})
         if d.world > 1:
             dist.barrier()
         if stopped:

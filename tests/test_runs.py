@@ -338,10 +338,13 @@ def test_resume_a_stopped_run_in_the_same_folder(roots):
     mgr.stop()
     gate.set()
     assert mgr.wait(10) and mgr.status()["state"] == "stopped"
+    first_elapsed = mgr.status()["elapsed_s"]
+    time.sleep(1.5)  # the run stands stopped: that time is not training time
     assert mgr.resume() == run_id
     assert mgr.wait(10)
     st = mgr.status()
     assert st["run_id"] == run_id and st["state"] == "finished" and st["resumed"] == 1
+    assert first_elapsed <= st["elapsed_s"] < first_elapsed + 1.4, (first_elapsed, st["elapsed_s"])
     assert calls[1]["resume"] is True and calls[1]["run_dir"] == calls[0]["run_dir"]
     assert calls[1]["data_root"] == calls[0]["data_root"]
     with pytest.raises(ValueError, match="only an interrupted, stopped or failed"):
