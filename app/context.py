@@ -93,6 +93,18 @@ def handler(fn: Callable) -> Callable:
     return wrapper
 
 
+class CheckpointDropdown(gr.Dropdown):
+    """A checkpoint picker whose API type is any checkpoint key, not the choices it was built
+    with: runs that finish later are valid too (`/list_checkpoints` gives the current keys)."""
+
+    def api_info(self) -> dict:
+        return {"type": "string", "description": "a checkpoint key, as listed by /list_checkpoints "
+                                                 "(shipped models and finished fine-tuning runs)"}
+
+    def get_block_name(self) -> str:
+        return "dropdown"  # the browser draws it with the Dropdown's own front end
+
+
 class AppContext:
     """Shared state of one server: settings, runs and loaded models (a small LRU)."""
 

@@ -11,7 +11,7 @@ import gradio as gr
 from core.runs import ACTIVE_STATES, push_run
 
 from . import plots
-from .context import AppContext, UserError, handler
+from .context import AppContext, CheckpointDropdown, UserError, handler
 
 log = logging.getLogger("app.finetune")
 
@@ -155,7 +155,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
                 split = gr.Dropdown([1, 2, 3], value=1, label="Split")
         with gr.Column():
             ckpt_choices = ctx.checkpoint_choices()
-            start_from = gr.Dropdown(
+            start_from = CheckpointDropdown(
                 choices=[*ckpt_choices, *[(k, k) for k in NEW_MODELS]],
                 value=ctx.default_checkpoint() or next(iter(NEW_MODELS)),
                 label="Start from", allow_custom_value=True,
@@ -174,7 +174,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
                 start = gr.Button("Start fine-tuning", variant="primary")
                 stop = gr.Button("Stop (saves a checkpoint)", variant="stop")
                 resume = gr.Button("Resume the last run", variant="secondary")
-    status_md = gr.Markdown("No fine-tuning run on this server yet.", elem_id="finetune-status")
+    status_md = gr.Markdown("No fine-tuning run on this server yet.", label="Run status", elem_id="finetune-status")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss")
         acc_plot = gr.Plot(label="Accuracy")
@@ -182,11 +182,11 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
     with gr.Accordion("Push a checkpoint to the Hugging Face Hub", open=False):
         gr.Markdown("The token is used for this one upload and is not stored or logged.")
         with gr.Row():
-            push_ckpt = gr.Dropdown(choices=ckpt_choices, label="Checkpoint", allow_custom_value=True)
+            push_ckpt = CheckpointDropdown(choices=ckpt_choices, label="Checkpoint", allow_custom_value=True)
             repo_id = gr.Textbox(label="Repo id", placeholder="your-name/stmanet-my-data")
             token = gr.Textbox(label="Hugging Face token (write)", type="password", placeholder="hf_...")
         push = gr.Button("Push to the Hub")
-        push_result = gr.Markdown()
+        push_result = gr.Markdown(label="Push result")
     timer = gr.Timer(POLL_S, active=True)
     seen = gr.State(None)  # what the plots last showed, to skip redrawing an unchanged run
 

@@ -202,7 +202,7 @@ def _export_dir(max_age_s: float = 3600) -> Path:
 
 
 def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> dict:
-    status = gr.Markdown(NO_ANALYSIS, elem_id="inside-status")
+    status = gr.Markdown(NO_ANALYSIS, label="What is shown", elem_id="inside-status")
     with gr.Accordion("Where each stage looks (spatial attention)", open=True):
         gr.Markdown("Red = positions that receive much attention at that stage, over the window the "
                     "model was most sure about. Stage 2 is early (fine detail), stage 5 late (coarse).")
@@ -232,9 +232,9 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
         with gr.Row():
             div_s = gr.Plot(label="Spatial")
             div_t = gr.Plot(label="Temporal")
-        reading = gr.Markdown()
+        reading = gr.Markdown(label="Reading of the diversity")
     with gr.Accordion("About this checkpoint", open=False):
-        facts_md = gr.Markdown()
+        facts_md = gr.Markdown(label="About this checkpoint")
         with gr.Accordion("Full configuration (JSON)", open=False):
             facts_json = gr.JSON(label="Full configuration")
 

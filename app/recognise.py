@@ -107,7 +107,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
             label = gr.Label(label="Top classes", num_top_classes=20, elem_id="recognise-label")
             bar = gr.Plot(label="Probabilities")
     timeline = gr.Plot(label="Timeline")
-    note = gr.Markdown(elem_id="recognise-note")
+    note = gr.Markdown(label="Notes", elem_id="recognise-note")
 
     @handler
     def recognise(video_path, k, checkpoint, maps):

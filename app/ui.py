@@ -8,7 +8,7 @@ import gradio as gr
 
 from . import finetune, inside, recognise
 from .config import AppConfig
-from .context import AppContext, handler
+from .context import AppContext, CheckpointDropdown, handler
 
 log = logging.getLogger("app")
 
@@ -34,7 +34,7 @@ def build_demo(config: AppConfig | None = None, context: AppContext | None = Non
             banner.append(f"**No model available.** {ctx.no_checkpoint_message()}")
         no_ckpt = gr.Markdown("\n\n".join(banner), elem_id="no-checkpoint")
         with gr.Row():
-            checkpoint_dd = gr.Dropdown(
+            checkpoint_dd = CheckpointDropdown(
                 choices=ctx.checkpoint_choices(), value=default, label="Model (checkpoint)",
                 allow_custom_value=True, scale=4, elem_id="checkpoint-picker",
             )
@@ -66,7 +66,9 @@ def build_demo(config: AppConfig | None = None, context: AppContext | None = Non
             """The current (or latest) fine-tuning run: state, progress, ETA, per-epoch metrics."""
             return finetune.status_json(ctx)
 
-        gr.api(finetune_status, api_name="finetune_status")
+        # A hidden button rather than gr.api, whose outputs can only be named "1st", "2nd", ...
+        status_out = gr.JSON(label="Run status", visible=False)
+        gr.Button(visible=False).click(finetune_status, None, status_out, api_name="finetune_status")
 
         # On page load (and reload): the facts of the model, and re-attach to a running job.
         demo.load(ins["show_facts"], [checkpoint_dd], ins["facts_outputs"], api_name="on_load_facts",

@@ -171,6 +171,18 @@ def _wait_status(client, states, timeout=60):
     raise AssertionError(f"run never reached {states}: {st}")
 
 
+def test_api_outputs_are_named_and_checkpoint_parameters_take_any_listed_key(client):
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name, endpoint in info.items():
+        for out in endpoint["returns"]:
+            label = out.get("label") or ""
+            assert label and not label.startswith("value_") and label not in ("1st", "2nd"), (name, label)
+        for param in endpoint["parameters"]:
+            if param.get("parameter_name") == "checkpoint":  # runs that finish later are valid too
+                assert "enum" not in param["type"] and "/list_checkpoints" in param["type"]["description"]
+    assert info["/finetune_status"]["returns"][0]["label"] == "Run status"
+
+
 def test_finetune_confinement(client):
     with pytest.raises(Exception, match="outside the data root"):
         _start(client, source="Folder on the server", folder="../")
