@@ -46,6 +46,7 @@ case "${1:-}" in
     python tools/ship_default.py --checkpoint runs/ship/stmanet_r18/checkpoint \
       --baseline-checkpoint runs/ship/r3d18_baseline/checkpoint --crossval runs/cv/main/crossval.json \
       --ablation runs/cv/nodiv/crossval.json --old-eval docs/eval/old_default_s7s8.json \
+      --also "Input check on the same folds: RGB instead of frame differences" runs/cv/rgb/crossval.json \
       --notes docs/default_model_notes.md --name stmanet-r18-gestures ;;
   *)
     sed -n '2,13p' "$0"; exit 2 ;;

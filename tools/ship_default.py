@@ -47,7 +47,8 @@ def _quality_rows(new: dict, old: dict | None) -> list[str]:
     return lines
 
 
-def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict | None, notes: str) -> str:
+def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict | None, notes: str,
+               also: list[tuple[str, dict]] = ()) -> str:
     m, c = meta["model"], meta["clip"]
     table = cv["table"]
     ours, plain = table.get("stmanet_r18", {}), table.get("r3d18_baseline", {})
@@ -98,6 +99,8 @@ def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict
         body += [f"ST-MANet minus its plain backbone, top-1: **{gap:+.1f} points** (fold mean).", ""]
     if ablation:
         body += ["### Table 4 ablation on the same folds: the diversity losses", "", markdown(ablation["table"]).strip(), ""]
+    for title, extra in also:
+        body += [f"### {title}", "", markdown(extra["table"]).strip(), ""]
     body += ["## Attention quality per stage: this model (cross-validation folds, held-out subjects) / the model it replaced (S7-S8)",
              "", "Input dependence 0: the same map for every video. Concentration: the share of cells effectively "
              "attended (1/cells: one-hot). On-motion lift > 1: attention on what moves.", ""]
@@ -122,6 +125,8 @@ def main(argv=None) -> int:
     p.add_argument("--crossval", required=True, help="crossval.json of the recipe (both models)")
     p.add_argument("--ablation", help="crossval.json of the recipe without the diversity losses")
     p.add_argument("--old-eval", help="core.evaluate JSON of the model being replaced (attention quality)")
+    p.add_argument("--also", nargs=2, action="append", default=[], metavar=("TITLE", "CROSSVAL_JSON"),
+                   help="another cross-validation on the same folds to show in the card")
     p.add_argument("--notes", help="markdown inserted into the card (what was tried, the command)")
     p.add_argument("--name", default="stmanet-r18-gestures")
     p.add_argument("--out", default="checkpoints")
@@ -130,6 +135,7 @@ def main(argv=None) -> int:
     ablation = json.loads(Path(args.ablation).read_text()) if args.ablation else None
     old = json.loads(Path(args.old_eval).read_text()) if args.old_eval else None
     notes = Path(args.notes).read_text() if args.notes else ""
+    also = [(title, json.loads(Path(path).read_text())) for title, path in args.also]
     table = cv["table"]
     ours = {"crossval": _summary(table["stmanet_r18"]),
             "attention_quality": table["stmanet_r18"]["attention_quality"]}
@@ -146,7 +152,7 @@ def main(argv=None) -> int:
                     if k not in ("run_dir", "frame_cache", "show_progress", "resume", "data_root", "train_list",
                                  "val_list", "class_list")}
         folder = Path(args.out) / name
-        card = model_card(name, {**meta, "model": loaded.model_cfg.to_dict()}, cv, ablation, old, notes) \
+        card = model_card(name, {**meta, "model": loaded.model_cfg.to_dict()}, cv, ablation, old, notes, also) \
             if name == args.name else None
         save_checkpoint(folder, loaded.model, loaded.clip_cfg, loaded.class_names, metrics=metrics,
                         training=training, data_source=DATA_SOURCE, card=card)
