@@ -37,7 +37,7 @@ def _pct(x) -> str:
 def _quality_rows(new: dict, old: dict | None) -> list[str]:
     lines = ["| attention | stage | input dependence, new / old | concentration, new / old | "
              "on-motion lift, new / old | verdict, new / old |", "|---|---|---|---|---|---|"]
-    fmt = lambda row, k: "-" if not row or row.get(k) is None else f"{row[k]:.2f}"  # noqa: E731
+    fmt = lambda row, k: "-" if not row or row.get(k) is None else f"{max(row[k], 0.0):.2f}"  # noqa: E731
     for kind, stages in new.items():
         for stage, row in stages.items():
             before = ((old or {}).get(kind) or {}).get(stage)
@@ -78,9 +78,11 @@ def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict
     body = [
         f"# {name}: ST-MANet (3D ResNet-{m['depth']}, width {m['base_width']}) for 15 body gestures",
         "",
-        "ST-MANet (temporal and spatial deep aggregation at stages 2-5, multi-level fusion, spatial and",
-        "temporal diversity losses) trained from scratch on CPU. It is the default model of the",
-        "ST-MANet studio app: it loads with no download.",
+        "ST-MANet (temporal and spatial deep aggregation at stages 2-5, multi-level fusion, "
+        + ("spatial and temporal diversity losses" if m.get("lambda_temporal") else
+           "the spatial diversity loss on received maps; lambda2 = 0")
+        + ") trained from scratch on CPU. It is the default model of the ST-MANet studio app: it",
+        "loads with no download. Where it departs from the paper, and why: `docs/model.md`.",
         "",
         f"Input: {c['num_frames']} frames, one from each equal time segment of the whole video (segment sampling),",
         f"cropped to the square around what moves (`motion_crop`), resized to {c['height']}x{c['width']}; the stem",
@@ -98,7 +100,7 @@ def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict
         gap = 100 * (ours["top1"]["mean"] - plain["top1"]["mean"])
         body += [f"ST-MANet minus its plain backbone, top-1: **{gap:+.1f} points** (fold mean).", ""]
     if ablation:
-        body += ["### Table 4 ablation on the same folds: the diversity losses", "", markdown(ablation["table"]).strip(), ""]
+        body += ["### Table 4 ablation on the same folds: ST-MANet without the diversity loss", "", markdown(ablation["table"]).strip(), ""]
     for title, extra in also:
         body += [f"### {title}", "", markdown(extra["table"]).strip(), ""]
     body += ["## Attention quality per stage: this model (cross-validation folds, held-out subjects) / the model it replaced (S7-S8)",
