@@ -89,7 +89,8 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
     gr.Markdown(
         "Upload a video, record one with your webcam, or pick an example. The model looks at "
         "clips of the video and averages them: consecutive windows, or, for a model trained on short "
-        "gestures (the default), clips that each span the whole video; the timeline shows how each clip scored. Videos up to {cfg.max_upload_mb:g} MB and {cfg.max_video_minutes:g} min; "
+        "gestures (the default), clips that each span the whole video; the timeline shows how each "
+        f"clip scored. Videos up to {cfg.max_upload_mb:g} MB and {cfg.max_video_minutes:g} min; "
         f"the first {cfg.decode_seconds:g} s are analysed. AVI, MKV and GIF files are recognised "
         "too, though the browser cannot preview them."
     )
