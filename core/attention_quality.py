@@ -36,6 +36,12 @@ def received(attn: torch.Tensor) -> torch.Tensor:
     return attn.float().mean(1)
 
 
+def _received(maps) -> torch.Tensor:
+    """(W, N, N) maps -> their received (W, N); (W, N) received maps (array or tensor) as they are."""
+    maps = torch.as_tensor(maps).float().cpu()
+    return received(maps) if maps.ndim == 3 else maps.reshape(len(maps), -1)
+
+
 def input_dependence(maps: torch.Tensor) -> float:
     """maps (V, N), one per video: mean over pairs u < v of 1 - cos(maps_u, maps_v); nan if V < 2."""
     if maps.shape[0] < 2:
@@ -116,17 +122,17 @@ class AttentionQuality:
         self.temporal = [StageQuality() for _ in STAGES]
 
     def add_video(self, clips: torch.Tensor, spatial: list, temporal: list, shapes: list) -> None:
-        """clips (W, 3, T, H, W) and the model's maps for them (lists over stages of (W, N, N) or None)."""
+        """clips (W, 3, T, H, W) and the model's maps for them: lists over stages of (W, N, N) maps,
+        or of (W, N) received maps already taken from them, or None."""
         motion_by_grid: dict[tuple[int, int], torch.Tensor] = {}
         for i, (a_s, a_t, shape) in enumerate(zip(spatial, temporal, shapes)):
             if a_s is not None:
                 grid = (int(shape[1]), int(shape[2]))
                 if grid not in motion_by_grid:
                     motion_by_grid[grid] = motion_cells(clips.cpu(), self.clip_cfg, grid)
-                r = received(a_s).cpu()
-                self._add(self.spatial[i], r, motion_by_grid[grid])
+                self._add(self.spatial[i], _received(a_s), motion_by_grid[grid])
             if a_t is not None:
-                self._add(self.temporal[i], received(a_t).cpu(), None)
+                self._add(self.temporal[i], _received(a_t), None)
 
     @staticmethod
     def _add(stage: StageQuality, r: torch.Tensor, motion: torch.Tensor | None) -> None:

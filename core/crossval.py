@@ -29,9 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .attention_quality import degeneracy
+from .checkpoint import load_training_state
 from .data.gestures import write_gesture_lists
+from .data.listfile import read_list_file
+from .evaluate import evaluate_checkpoint
+from .train import build_parser as train_parser, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +89,6 @@ def run_task(args, fold: int, model: str) -> dict:
 
 def evaluate_task(run_dir: Path, lists: Path, args) -> dict:
     """The last checkpoint on the held-out subjects: metrics, attention quality, the epoch curve."""
-    import torch
-
-    from .checkpoint import load_training_state
-    from .data.listfile import read_list_file
-    from .evaluate import evaluate_checkpoint
-
     torch.set_num_threads(args.threads)
     video_list = read_list_file(lists / "val.txt", args.gesture_root, class_list=lists / "classes.txt")
     report = evaluate_checkpoint(run_dir / "checkpoint", video_list, "cpu", max_windows=args.eval_windows,
@@ -184,8 +183,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         fold_subjects(fold)
     if args.jobs < 1 or args.threads < 1:
         raise ValueError("--jobs and --threads must be >= 1")
-    from .train import build_parser as train_parser, config_from_args
-
     probe = ["--run-dir", "x", "--model", args.models[0], *args.train_flags]
     config_from_args(train_parser().parse_args(probe))  # bad train flags fail here, before any run
     return args

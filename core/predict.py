@@ -263,7 +263,7 @@ class Predictor:
         tick = time.perf_counter()
         if with_attention:
             prediction.attention, prediction.diversity = collect_maps(raw_maps)
-            prediction.attention_quality, prediction.attention_warnings = self._quality(raw_maps, batches)
+            prediction.attention_quality, prediction.attention_warnings = self._quality(prediction.attention, batches)
             if prediction.attention[0].spatial is None:
                 notes.append("this model has no spatial attention (SDA off): no spatial maps")
             if prediction.attention[0].temporal is None:
@@ -272,14 +272,13 @@ class Predictor:
         prediction.timings = timings
         return prediction
 
-    def _quality(self, outputs, batches) -> tuple[dict, list[str]]:
-        """This video's per-stage concentration and lift, and warnings from them and from the
-        checkpoint's own held-out figures (input dependence needs many videos: it comes from there)."""
-        spatial = [None if outputs[0].spatial_attention[i] is None else
-                   torch.cat([o.spatial_attention[i].float() for o in outputs]) for i in range(4)]
-        temporal = [None if outputs[0].temporal_attention[i] is None else
-                    torch.cat([o.temporal_attention[i].float() for o in outputs]) for i in range(4)]
-        report = video_quality(spatial, temporal, torch.cat(batches).float(), self.clip_cfg, outputs[0].stage_shapes)
+    def _quality(self, stages: list[StageMaps], batches) -> tuple[dict, list[str]]:
+        """This video's per-stage concentration and lift, from the received maps `collect_maps`
+        took, and warnings from them and from the checkpoint's own held-out figures (input
+        dependence needs many videos: it comes from there)."""
+        spatial = [None if s.spatial is None else s.spatial.reshape(len(s.spatial), -1) for s in stages]  # (W, HW)
+        report = video_quality(spatial, [s.received for s in stages],
+                               torch.cat(batches).float(), self.clip_cfg, [s.shape for s in stages])
         held_out = (self.checkpoint.meta.get("metrics") or {}).get("attention_quality") or {}
         return report, describe(report) + describe(held_out, "this checkpoint's held-out videos")
 

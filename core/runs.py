@@ -502,20 +502,14 @@ class RunManager:
         path = Path(folder).resolve()
         if not _is_within(path, self.uploads_root) or path == self.uploads_root:
             return False
-        top = self.uploads_root / path.relative_to(self.uploads_root).parts[0]
-        for run_dir in self._run_dirs():
-            config = (self._read_record(run_dir) or {}).get("config") or {}
-            if any(isinstance(v, str) and _is_within(Path(v), top) for v in config.values()):
-                return False
-        shutil.rmtree(top, ignore_errors=True)
+        top = path.relative_to(self.uploads_root).parts[0]
+        if top in self._uploads_in_use():
+            return False
+        shutil.rmtree(self.uploads_root / top, ignore_errors=True)
         return True
 
-    def prune_uploads(self, grace_s: float = UPLOAD_GRACE_S) -> list[Path]:
-        """Delete the unpacked uploads that no run's config reads from and that are older than
-        `grace_s` (a fresh one may be about to start a run); return what was deleted. A run that
-        used an upload keeps it, so it can still be resumed."""
-        if not self.uploads_root.is_dir():
-            return []
+    def _uploads_in_use(self) -> set[str]:
+        """Names of the unpacked upload folders that some run's config reads from."""
         used: set[str] = set()
         for run_dir in self._run_dirs():
             config = (self._read_record(run_dir) or {}).get("config") or {}
@@ -524,6 +518,15 @@ class RunManager:
                     rel = Path(value).relative_to(self.uploads_root)
                     if rel.parts:
                         used.add(rel.parts[0])
+        return used
+
+    def prune_uploads(self, grace_s: float = UPLOAD_GRACE_S) -> list[Path]:
+        """Delete the unpacked uploads that no run's config reads from and that are older than
+        `grace_s` (a fresh one may be about to start a run); return what was deleted. A run that
+        used an upload keeps it, so it can still be resumed."""
+        if not self.uploads_root.is_dir():
+            return []
+        used = self._uploads_in_use()
         removed = []
         now = time.time()
         for folder in self.uploads_root.iterdir():
