@@ -13,7 +13,7 @@
 | STMANET_MAX_VIDEO_MINUTES   | 30                                       | longest video accepted (from metadata) |
 | STMANET_DECODE_SECONDS      | 60                                       | decoded length cap per video           |
 | STMANET_PREDICT_CONCURRENCY | 2                                        | predictions computed at once           |
-| STMANET_DEVICE              | auto (CUDA when present)                 | where predictions run                  |
+| STMANET_DEVICE              | auto (CUDA, then Apple MPS, then CPU)    | where predictions run                  |
 | STMANET_THREADS             | CPUs / STMANET_PREDICT_CONCURRENCY       | intra-op threads per prediction ("auto": torch's) |
 """
 from __future__ import annotations

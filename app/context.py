@@ -121,7 +121,7 @@ class AppContext:
         self._predictors: OrderedDict[str, Any] = OrderedDict()
         self._facts: dict[tuple, dict] = {}
         self._max_loaded = max_loaded
-        # where predictions run: STMANET_DEVICE=cpu|cuda|cuda:N; unset or "auto": CUDA when present
+        # where predictions run: STMANET_DEVICE=cpu|cuda|cuda:N|mps; unset or "auto": CUDA, then MPS, then CPU
         device = os.environ.get("STMANET_DEVICE", "auto").strip().lower()
         self.device = None if device in ("", "auto") else device
 

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .attention_quality import AttentionQuality
+from .capability import DEVICE_CHOICES, resolve_device, with_cpu_fallback
 from .model.losses import stage_similarity
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ def evaluate_model(model, dataset, device, class_names: list[str], num_workers: 
             continue
         probs, stage_probs, maps = [], [], []
         for chunk in windows.split(batch_windows):
-            out = model(chunk.to(device), return_attention=with_diversity)
+            out, device = with_cpu_fallback(lambda dev: model.to(dev)(chunk.to(dev), return_attention=with_diversity),
+                                            device)  # an operator MPS lacks: the rest runs on the CPU
             shapes = shapes or [list(s) for s in out.stage_shapes]
             probs.append(out.logits.float().softmax(-1).cpu())
             if out.stage_logits is not None:
@@ -375,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-windows", type=int, help="cap on test windows per video (default: the checkpoint's)")
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--batch-windows", type=int, default=8, help="windows per forward pass")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: CUDA, then Apple MPS, then CPU)")
     parser.add_argument("--no-diversity", dest="diversity", action="store_false",
                         help="skip the attention-map similarities (faster)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -385,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> dict:
     from .checkpoint import read_meta, resolve_checkpoint
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     folder = resolve_checkpoint(args.checkpoint)
     class_names = read_meta(folder)["class_names"]
     video_list, authoritative = read_eval_list(args, args.subset)

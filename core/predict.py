@@ -34,6 +34,7 @@ from .data.clips import ClipConfig, _max_crop, _motion_crop, _resize, decode_max
 from .data.video import probe_video, read_frames
 from .model.inference import optimize_for_inference, prepare_clip
 from .attention_quality import describe, video_quality
+from .capability import DEVICE_CHOICES, bf16_skip_reason, bf16_supported, resolve_device, with_cpu_fallback
 from .model.losses import stage_similarity
 from .runtime import intra_op_threads, keep_freed_memory
 
@@ -114,16 +115,6 @@ def _rounded(values: np.ndarray | None, digits: int):
     return None if values is None else np.round(np.asarray(values, dtype=np.float64), digits).tolist()
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 class Predictor:
     """Holds one loaded model; `predict` may be called for many videos.
 
@@ -149,7 +140,7 @@ class Predictor:
         self.threads = threads
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         if keep_memory and self.device.type == "cpu":
             keep_freed_memory()
         loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
@@ -158,10 +149,10 @@ class Predictor:
         self.model = optimize_for_inference(model) if optimize else model
         self.clip_cfg: ClipConfig = loaded.clip_cfg
         self.class_names = list(loaded.class_names)
-        self.precision = precision if precision == "fp32" or bf16_supported(self.device) else "fp32"
-        self._precision_note = (
-            f"bf16 is not supported on {self.device.type} here: ran in fp32" if precision != self.precision else None
-        )
+        why_not = None if precision == "fp32" else bf16_skip_reason(self.device)
+        self.precision = "fp32" if why_not else precision
+        self._precision_note = f"bf16 not used ({why_not}): ran in fp32" if why_not else None
+        self._device_notes: list[str] = []  # e.g. an MPS fallback to the CPU, said in every later result
 
     # ------------------------------------------------------------------ entry points
 
@@ -243,6 +234,7 @@ class Predictor:
             if with_attention:
                 raw_maps.append(output)
                 batches.append(batch)
+        notes += [note for note in self._device_notes if note not in notes]
         window_probs = torch.cat(probs_list).numpy()  # (W, K)
         probs = window_probs.mean(0)  # (K,)
         order = np.argsort(-probs)[: min(topk, len(probs))]
@@ -283,10 +275,21 @@ class Predictor:
         return report, describe(report) + describe(held_out, "this checkpoint's held-out videos")
 
     def _forward(self, batch: torch.Tensor, with_attention: bool):
-        batch = prepare_clip(self.model, batch.to(self.device, non_blocking=True))
+        """The model on `batch`; where the device lacks an operator (MPS), the model moves to the
+        CPU for good, with a note in this and every later result."""
+        output, used = with_cpu_fallback(lambda device: self._forward_on(device, batch, with_attention), self.device,
+                                         self._device_notes.append)
+        if used != self.device:
+            self.device, self.model = used, self.model.to(used)
+        return output
+
+    def _forward_on(self, device: torch.device, batch: torch.Tensor, with_attention: bool):
+        if device != self.device:
+            self.model = self.model.to(device)
+        batch = prepare_clip(self.model, batch.to(device, non_blocking=True))
         autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if self.precision == "bf16"
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if self.precision == "bf16" and bf16_supported(device)
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
@@ -414,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--attention", action="store_true", help="also compute attention maps (in --json output)")
     parser.add_argument("--max-seconds", type=float, default=None, help="use only the first N seconds")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    parser.add_argument("--device", default=None, help=f"{DEVICE_CHOICES} (default auto: CUDA, then Apple MPS, then CPU)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     args = parser.parse_args(argv)
     try:

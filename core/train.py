@@ -18,6 +18,7 @@ leaves a complete folder: `checkpoint/`, or between the two renames `checkpoint.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -31,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
+from .capability import resolve_device, with_cpu_fallback
 from .checkpoint import (
     CONFIG,
     CheckpointError,
@@ -51,6 +54,7 @@ from .data.sources import read_dataset
 from .evaluate import evaluate_model
 from . import runtime
 from .model import STMANetConfig, build_model, config_by_name, stmanet_loss
+from .model.losses import LossTerms
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +114,12 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    # mixup (Zhang et al. 2018): each batch blended with a shuffled copy of itself, weight ~ Beta(a, a),
+    # and the loss blended alike; 0: off. A departure from the paper (it has none).
+    mixup_alpha: float = 0.0
     grad_clip: float | None = None
     # System
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto (CUDA, then Apple MPS, then CPU) | cpu | cuda | cuda:N | mps
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | off | bf16 | fp16
     # CPU: malloc keeps freed blocks (core.runtime.keep_freed_memory): 1.3x ST-MANet-50 steps/s,
     # 1.08x for the gesture model, at 17-33 % more peak memory (bench/README.md); process-wide
@@ -124,6 +131,10 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     show_progress: bool = True
     data_source: str | None = None  # free text for the model card
+
+    def __post_init__(self) -> None:
+        if not self.mixup_alpha >= 0:
+            raise ValueError(f"mixup_alpha must be >= 0 (0: off), got {self.mixup_alpha}")
 
     def clip_config(self) -> ClipConfig:
         return ClipConfig(
@@ -180,14 +191,22 @@ def setup_distributed(device: torch.device) -> Dist:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name == "cuda" and torch.cuda.is_available():
-        return torch.device(f"cuda:{local_rank}")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("CUDA was asked for but no GPU is visible; use --device cpu")
-    return device
+    """The device `name` means here (`core.capability.resolve_device`: auto = CUDA, MPS, CPU)."""
+    try:
+        return resolve_device(name, local_rank)
+    except ValueError as exc:
+        raise TrainingError(f"{exc}; use --device cpu") from None
+
+
+def trainable_device(model: torch.nn.Module, clip_cfg: ClipConfig, device: torch.device) -> torch.device:
+    """`device`, or the CPU where `device` lacks an operator a training step needs (Apple MPS
+    lacks some): found on one step of a copy of the model at batch 2, not in the middle of an epoch."""
+    def step(dev: torch.device) -> None:
+        probe = copy.deepcopy(model).to(dev).train()
+        clip = torch.zeros(2, 3, clip_cfg.num_frames, clip_cfg.height, clip_cfg.width, device=dev)
+        stmanet_loss(probe(clip), torch.zeros(2, dtype=torch.long, device=dev), probe.cfg).total.backward()
+
+    return with_cpu_fallback(step, device)[1] if device.type == "mps" else device
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -233,6 +252,27 @@ def lr_at(cfg: TrainConfig, epoch_progress: float) -> float:
     if cfg.lr_schedule == "step":
         return cfg.lr * cfg.lr_gamma ** int(epoch_progress // cfg.lr_step)
     raise TrainingError(f"unknown lr schedule {cfg.lr_schedule!r}: use step or cosine")
+
+
+def mixup_pairing(cfg: TrainConfig, epoch: int, step: int, batch: int) -> tuple[float, torch.Tensor] | None:
+    """(weight, permutation) of this step's mixup, or None when it is off. Drawn from (seed,
+    epoch, step) alone, so a resumed run blends exactly as the uninterrupted one did."""
+    if cfg.mixup_alpha <= 0 or batch < 2:
+        return None
+    rng = np.random.default_rng((cfg.seed, epoch, step, 0x6D78))
+    return float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha)), torch.from_numpy(rng.permutation(batch))
+
+
+def mixed_loss(out, labels: torch.Tensor, mix, model_cfg: STMANetConfig, cfg: TrainConfig, weight: float) -> LossTerms:
+    """eq. 9 on (mixed) clips: with mixup, the label terms blended as the clips were; L_s and L_t
+    do not depend on labels, so they come through unchanged."""
+    terms = stmanet_loss(out, labels, model_cfg, cfg.label_smoothing, weight)
+    if mix is None:
+        return terms
+    lam, perm = mix
+    other = stmanet_loss(out, labels[perm.to(labels.device)], model_cfg, cfg.label_smoothing, weight)
+    names = [f.name for f in dataclasses.fields(LossTerms)]
+    return LossTerms(**{k: lam * getattr(terms, k) + (1 - lam) * getattr(other, k) for k in names})
 
 
 def diversity_weight(cfg: TrainConfig, epoch_progress: float) -> float:
@@ -438,6 +478,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
         optimizer_state, rng_state = state["optimizer"], state.get("torch_rng")
         scaler_state, partial = state.get("scaler"), tuple(state.get("partial_correct_seen", (0, 0)))
         log.info("resuming %s at epoch %d step %d", run_dir, start_epoch, skip_batches)
+    device = trainable_device(model, clip_cfg, device)
     model.to(device)
     model.train()
     if cfg.freeze_stages:
@@ -506,9 +547,12 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
                 group["lr"] = lr
             clips = clips.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
+            mix = mixup_pairing(cfg, epoch, step, len(labels))
+            if mix is not None:
+                clips = mix[0] * clips + (1 - mix[0]) * clips[mix[1].to(device)]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = train_model(clips)
-            terms = stmanet_loss(out, labels, model_cfg, cfg.label_smoothing, diversity_weight(cfg, epoch + step / steps_per_epoch))
+            terms = mixed_loss(out, labels, mix, model_cfg, cfg, diversity_weight(cfg, epoch + step / steps_per_epoch))
             bad_loss = not bool(torch.isfinite(terms.total))
             if _any_rank(bad_loss, d):  # all ranks leave together, or DDP hangs in the next all-reduce
                 what = f"loss became {float(terms.total.detach())}" if bad_loss else "another rank's loss became non-finite"

@@ -11,6 +11,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+from core.capability import bf16_skip_reason  # noqa: E402  (after sys.path: core importable)
+
+# bf16 tests run only where core.capability says this CPU can (and STMANET_NO_BF16 is unset);
+# elsewhere they are skipped with its reason, and the fp32 path they stand beside still runs
+needs_cpu_bf16 = pytest.mark.skipif(bf16_skip_reason("cpu") is not None, reason=f"bf16: {bf16_skip_reason('cpu')}")
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

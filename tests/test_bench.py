@@ -19,6 +19,7 @@ from core.data.video import read_video
 from core.model import build_model, config_by_name
 from core.model.inference import FastSTMANet, _pool_to, optimize_for_inference, prepare_clip
 from core.predict import window_batch
+from conftest import needs_cpu_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = {"script", "machine", "seconds"}
@@ -117,6 +118,7 @@ def test_inference_copy_at_depths_18_and_50_and_frame_differences(name, input_mo
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
 
+@needs_cpu_bf16
 def test_inference_copy_under_bf16_autocast_stays_close():
     torch.manual_seed(0)
     model = _randomised(build_model(config_by_name("stmanet_r10", num_classes=5, base_width=8, residual_gamma_init=0.5)))

@@ -14,6 +14,7 @@ from core.checkpoint import load_checkpoint
 from core.data.clips import test_transform, test_windows
 from core.data.dataset import load_test_clips
 from core.data.video import VideoError, probe_video
+from conftest import needs_cpu_bf16
 
 # stage shapes of the tiny model for an 8x64x64 clip: (T_i, H_i, W_i) of stages 2..5
 STAGES = [(4, 16, 16), (2, 8, 8), (1, 4, 4), (1, 2, 2)]
@@ -134,12 +135,47 @@ def test_bad_input_is_a_clear_error(predictor, tmp_path):
         pr.Predictor(load_checkpoint(predictor.checkpoint.path), precision="fp16")
 
 
+@needs_cpu_bf16
 def test_bf16_on_cpu(tiny_checkpoint, moving_square):
     predictor = pr.Predictor(load_checkpoint(tiny_checkpoint), device="cpu", precision="bf16")
+    assert predictor.precision == "bf16"
     result = predictor.predict(moving_square, with_attention=True)
+    reference = pr.Predictor(load_checkpoint(tiny_checkpoint), device="cpu").predict(moving_square)
     assert abs(result.probs.sum() - 1) < 1e-4 and result.attention[0].spatial.dtype == np.float32
-    if predictor.precision == "fp32":
-        assert any("bf16" in n for n in result.notes)
+    assert np.abs(result.probs - reference.probs).max() < 0.05
+    assert not any("bf16" in n for n in result.notes)
+
+
+def test_bf16_asked_where_there_is_none_runs_fp32_and_says_why(tiny_checkpoint, moving_square, monkeypatch):
+    """The path of a CPU without bf16, on any machine: STMANET_NO_BF16 makes core.capability say no."""
+    monkeypatch.setenv("STMANET_NO_BF16", "1")
+    predictor = pr.Predictor(load_checkpoint(tiny_checkpoint), device="cpu", precision="bf16")
+    assert predictor.precision == "fp32"
+    result = predictor.predict(moving_square)
+    assert any("bf16 not used (bf16 turned off by STMANET_NO_BF16): ran in fp32" == n for n in result.notes)
+
+
+def test_an_operator_the_device_lacks_moves_the_predictor_to_the_cpu_with_a_note(tiny_checkpoint, moving_square,
+                                                                               monkeypatch):
+    """What happens on Apple MPS when an operator is missing, without the hardware: the fallback
+    helper is told the device failed; every later result still says where it ran."""
+    import core.capability as capability
+
+    def lacking(run, device, on_fallback=None):  # the predictor's device, seen as an MPS without aten::foo
+        def on_mps(dev):
+            if dev.type == "mps":
+                raise NotImplementedError("The operator 'aten::foo' is not currently implemented for the MPS device.")
+            return run(dev)
+        return capability.with_cpu_fallback(on_mps, torch.device("mps"), on_fallback)
+
+    predictor = pr.Predictor(load_checkpoint(tiny_checkpoint), device="cpu")
+    monkeypatch.setattr(pr, "with_cpu_fallback", lacking)
+    first = predictor.predict(moving_square)
+    monkeypatch.undo()
+    second = predictor.predict(moving_square)
+    for result in (first, second):
+        assert any(n.startswith("mps lacks an operator this model needs") for n in result.notes), result.notes
+    assert predictor.device == torch.device("cpu") and abs(first.probs.sum() - 1) < 1e-4
 
 
 def test_cli_json_and_errors(tiny_checkpoint, moving_square, capsys):

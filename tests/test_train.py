@@ -337,3 +337,49 @@ def test_finetune_new_classes_with_frozen_stages(rhythm_data, tiny_checkpoint, t
     trained = [k for k in before if k.startswith("stages.1.") and k.endswith("weight")]
     assert any(not torch.equal(before[k], after[k]) for k in trained)
     assert tuned.meta["training"]["init_classes"] == ["wave", "clap", "jump"]
+
+
+# ------------------------------------------------------------------------------------ mixup
+def test_mixup_loss_is_the_blend_of_the_two_labels_losses():
+    from types import SimpleNamespace
+
+    from core.model import config_by_name
+    from core.train import mixed_loss, mixup_pairing
+
+    cfg = TrainConfig(mixup_alpha=0.4, seed=7, label_smoothing=0.1)
+    lam, perm = mixup_pairing(cfg, epoch=3, step=5, batch=6)
+    again = mixup_pairing(cfg, epoch=3, step=5, batch=6)
+    assert 0 <= lam <= 1 and sorted(perm.tolist()) == list(range(6))
+    assert again[0] == lam and torch.equal(again[1], perm)  # (seed, epoch, step) alone: resumes blend alike
+    assert mixup_pairing(dataclasses.replace(cfg, mixup_alpha=0.0), 3, 5, 6) is None
+    assert mixup_pairing(cfg, 3, 5, 1) is None  # nothing to blend with
+    logits = torch.randn(6, 4, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    out = SimpleNamespace(logits=logits, spatial_attention=[None], temporal_attention=[None], stage_logits=None)
+    model_cfg = config_by_name("r3d10_baseline", num_classes=4)
+    terms = mixed_loss(out, labels, (lam, perm), model_cfg, cfg, 1.0)
+    by_hand = (lam * torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+               + (1 - lam) * torch.nn.functional.cross_entropy(logits, labels[perm], label_smoothing=0.1))
+    torch.testing.assert_close(terms.total, by_hand)
+    terms.total.backward()  # the blend keeps the graph
+    assert logits.grad is not None
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        TrainConfig(mixup_alpha=-1)
+
+
+def test_mixup_changes_training_and_resumes_as_if_uninterrupted(rhythm_data, reference, tmp_path):
+    cfg = tiny_config(rhythm_data, tmp_path / "whole", mixup_alpha=0.4)
+    whole = train(cfg)
+    assert whole.error is None and len(whole.history) == 4
+    stop = threading.Event()
+
+    def on_event(event):
+        if event["event"] == "step" and (event["epoch"], event["step"]) == (2, 1):
+            stop.set()
+
+    parts = dataclasses.replace(cfg, run_dir=str(tmp_path / "parts"))
+    assert train(parts, callback=on_event, stop_event=stop).stopped
+    train(dataclasses.replace(parts, resume=True))
+    assert_same_weights(weights(tmp_path / "parts"), weights(tmp_path / "whole"))
+    blended, plain = weights(tmp_path / "whole"), weights(reference)  # reference: the same run without mixup
+    assert any(not torch.equal(blended[k], plain[k]) for k in plain)

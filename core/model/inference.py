@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
+from ..capability import bf16_supported, fused_onednn_ops
 from .attention import attend
 from .backbone import BasicBlock, Bottleneck, Stem
 from .spatial import SpatialAggregation
@@ -52,27 +53,9 @@ from .temporal import TemporalAggregation
 _MKLDNN_DTYPES = (torch.float32, torch.bfloat16)
 
 
-def _pointwise_ops():
-    """oneDNN convolution with fused post-ops, or None where this build lacks them."""
-    try:
-        ops = torch.ops.mkldnn
-        return ops._convolution_pointwise.default, ops._convolution_pointwise.binary, ops._convolution_pointwise_.binary
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_POINTWISE = _pointwise_ops()
-
-
-def _reorder_op():
-    """oneDNN's weight prepacking (the blocked layout its kernels read), or None."""
-    try:
-        return torch.ops.mkldnn._reorder_convolution_weight
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_REORDER = _reorder_op() if _POINTWISE is not None else None
+_FUSED = fused_onednn_ops()  # core.capability: None where this torch build lacks them
+_POINTWISE = None if _FUSED is None else _FUSED[:3]  # conv + ReLU, conv + sum, conv accumulated into a sum
+_REORDER = None if _FUSED is None else _FUSED[3]  # weight prepacking (the blocked layout the kernels read)
 
 
 class InferenceConv3d(nn.Module):
@@ -105,8 +88,8 @@ class InferenceConv3d(nn.Module):
         if x.device.type != "cpu" or not torch.backends.mkldnn.is_available():
             return None
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        if dtype not in _MKLDNN_DTYPES:
-            return None
+        if dtype not in _MKLDNN_DTYPES or (dtype == torch.bfloat16 and not bf16_supported("cpu")):
+            return None  # oneDNN's bf16 kernels need AVX-512 BW/VL/DQ or AVX-NE-CONVERT
         key = (dtype, self.weight.device)
         if key not in self._cast:  # once per dtype: cast, then prepack for the first input's shape
             weight = self.weight.to(dtype)
