@@ -26,6 +26,8 @@ if str(REPO) not in sys.path:  # run as `python bench/x.py`: make `core` importa
 
 import torch  # noqa: E402
 
+from core.capability import bf16_skip_reason, describe  # noqa: E402
+from core.model.inference import InferenceConv3d  # noqa: E402
 from core.runtime import keep_freed_memory  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -76,8 +78,7 @@ def machine(load_before: tuple[float, float, float] | None = None) -> dict:
         "malloc_keeps_freed_memory": _REQUESTED.get("keeps_freed_memory"),
         "interop_threads": torch.get_num_interop_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
-        "bf16_cpu": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        **describe(),  # core.capability: bf16, fused oneDNN, CUDA, MPS, what auto picks
         "python": platform.python_version(),
         "loadavg_end": [round(x, 2) for x in load],
     }
@@ -156,23 +157,127 @@ def emit(result: dict, name: str, save: bool) -> None:
         (RESULTS / f"{stem}.json").write_text(text + "\n")
 
 
-def matmul_peak(n: int, repeats: int, dtypes=("fp32", "bf16")) -> dict:
-    """GFLOP/s of torch.mm on n x n matrices, per dtype, interleaved; the machine's practical
-    limit for dense work at this precision and thread count."""
-    dtype_of = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    mats = {k: (torch.randn(n, n, device=device).to(dtype_of[k]), torch.randn(n, n, device=device).to(dtype_of[k]))
-            for k in dtypes}
-    samples = interleave({k: (lambda a=a, b=b: torch.mm(a, b)) for k, (a, b) in mats.items()}, repeats)
-    flops = 2 * n**3
-    out = {}
-    for k, s in samples.items():
-        out[k] = {
-            "gflops_wall": round(flops / statistics.median(s["wall"]) / 1e9, 1),
-            "gflops_cpu": round(flops / statistics.median(s["cpu"]) / 1e9, 1),
-            "gflops_wall_best": round(flops / min(s["wall"]) / 1e9, 1),
-        }
-    return {"n": n, **out}
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def precisions(device: str = "cpu") -> tuple[list[str], dict[str, str]]:
+    """(precisions this device runs, {precision: why it is skipped}) from core.capability:
+    a bf16 row on a machine without bf16 is skipped with the reason, never run."""
+    reason = bf16_skip_reason(device)
+    return (["fp32"] if reason else ["fp32", "bf16"]), ({"bf16": reason} if reason else {})
+
+
+def peak_kernels(precision: str, device: str, quick: bool = False) -> dict[str, tuple[Callable[[], object], int]]:
+    """{name: (call, FLOPs)}: dense kernels at `precision` whose best rate is the measured peak.
+
+    Square matmuls of two sizes, a tall-skinny one (what a 1x1x1 convolution is) and a large
+    1x1x1 convolution through the model's own oneDNN path (prepacked weights, channels_last):
+    no single shape is the fastest on every CPU and thread count, so a model measured against one
+    matmul could exceed "the peak" (it did: 1.11-1.16 against torch.mm 2048^2)."""
+    dtype = PRECISION_DTYPES[precision]
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    kernels = {}
+    for n in ((128, 256) if quick else (1024, 2048)):
+        a, b = rand(n, n), rand(n, n)
+        kernels[f"mm {n}^3"] = (lambda a=a, b=b: torch.mm(a, b), 2 * n**3)
+    m, k = (512, 64) if quick else (25088, 512)  # 25088 = 8 x 4 x 28 x 28 positions of a stage's 1x1x1 conv
+    a, b = rand(m, k), rand(k, k)
+    kernels[f"mm {m}x{k}x{k}"] = (lambda a=a, b=b: torch.mm(a, b), 2 * m * k * k)
+    n, c, t, hw = (2, 64, 4, 8) if quick else (8, 512, 4, 14)
+    conv = InferenceConv3d(torch.randn(c, c, 1, 1, 1, generator=g), None, channels_last=True).to(device)
+    x = rand(n, c, t, hw, hw).contiguous(memory_format=torch.channels_last_3d)
+    conv(x)  # prepack once, as the model's convolutions do
+    kernels[f"conv1x1x1 {c}->{c} at {n}x{t}x{hw}x{hw}"] = (lambda: conv(x), 2 * n * t * hw * hw * c * c)
+    return kernels
+
+
+def measured_peak(samples: dict[str, dict], kernels: dict[str, tuple[Callable, int]], prefix: str = "") -> dict:
+    """The best GFLOP/s over `kernels` (their samples under prefix + name), per wall and CPU time,
+    and each kernel's own rate."""
+    rates = {}
+    for name, (_, flops) in kernels.items():
+        s = samples[prefix + name]
+        rates[name] = {"gflops_wall": round(flops / statistics.median(s["wall"]) / 1e9, 1),
+                       "gflops_cpu": round(flops / statistics.median(s["cpu"]) / 1e9, 1)}
+    best_wall = max(rates, key=lambda k: rates[k]["gflops_wall"])
+    best_cpu = max(rates, key=lambda k: rates[k]["gflops_cpu"])
+    return {"gflops_wall": rates[best_wall]["gflops_wall"], "gflops_cpu": rates[best_cpu]["gflops_cpu"],
+            "best_kernel_wall": best_wall, "best_kernel_cpu": best_cpu, "kernels": rates}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _vendor() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _clock_ghz() -> tuple[float | None, str]:
+    for path in ("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",):
+        try:
+            return int(Path(path).read_text()) / 1e6, "cpufreq max"
+        except (OSError, ValueError):
+            pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1]) / 1e3, "/proc/cpuinfo cpu MHz (nominal; turbo may be higher)"
+    except (OSError, ValueError):
+        pass
+    return None, "unknown"
+
+
+def physical_peak(threads: int) -> dict:
+    """What the silicon could do at `threads` threads: cores x fp32 FMA lanes x 2 FLOPs x FMA units
+    x clock, from /proc/cpuinfo. An estimate, with its assumptions: two FMA units of the widest
+    vector width, except AMD with AVX-512 but without AVX512-VP2INTERSECT (Zen 4), which runs
+    512-bit FMAs as two 256-bit halves; bf16 as AVX512-BF16's dot product (2 products per fp32
+    lane; AMX is not modelled); the clock /proc/cpuinfo reports, which on a VM is nominal (a
+    measured rate above this estimate means the core ran at a boost clock)."""
+    flags = _cpu_flags()
+    ghz, clock_source = _clock_ghz()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags and "fma" in flags else 4
+    if lanes == 16 and _vendor() == "AuthenticAMD" and "avx512_vp2intersect" not in flags:
+        lanes = 8  # Zen 4: 256-bit FMA datapaths
+    logical = os.cpu_count() or 1
+    smt = 1
+    try:
+        siblings = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").read_text().strip()
+        smt = len([x for part in siblings.split(",") for x in _expand(part)])
+    except OSError:
+        pass
+    cores = max(1, -(-min(threads, logical) // smt))  # threads on SMT siblings share a core's FMA units
+    if ghz is None:
+        return {"note": "clock unknown: no estimate", "fp32_lanes_per_fma_unit": lanes}
+    fp32 = cores * lanes * 2 * 2 * ghz
+    out = {"cores": cores, "threads_per_core": smt, "clock_ghz": round(ghz, 3), "clock_source": clock_source,
+           "vendor": _vendor(), "fp32_lanes_per_fma_unit": lanes, "fma_units_assumed": 2, "gflops_fp32": round(fp32, 1)}
+    if "avx512_bf16" in flags:
+        out["gflops_bf16"] = round(2 * fp32, 1)
+    out["amx"] = any(f.startswith("amx") for f in flags)
+    return out
+
+
+def _expand(part: str) -> list[int]:
+    lo, _, hi = part.partition("-")
+    return list(range(int(lo), int(hi or lo) + 1))
 
 
 def count_flops(build: Callable[[], torch.nn.Module], shape: tuple[int, ...], **forward_kw) -> tuple[int, int]:

@@ -97,11 +97,11 @@ def main(argv=None) -> dict:
         }
         clips = max(args.clips, batch)
         fns = {f"{kind}|{w}": loader_fn(ds, w, clips, batch) for kind, ds in datasets.items() for w in args.workers}
-        spec = (dict(name="stmanet_r10", kw=dict(num_classes=2, base_width=8), clip=(8, 32, 32), batch=batch)
+        spec = (dict(depth=10, kw=dict(num_classes=2, base_width=8), clip=(8, 32, 32), batch=batch)
                 if args.quick else
-                dict(name="stmanet_r18", kw=dict(num_classes=15, base_width=16, stem_temporal_kernel=3),
+                dict(depth=18, kw=dict(num_classes=15, base_width=16, stem_temporal_kernel=3),
                      clip=(32, 112, 112), batch=batch))
-        fns["train_step"], _ = make_step(spec, "cuda" if torch.cuda.is_available() else "cpu")
+        fns["train_step"], _ = make_step(spec, "stmanet", "cuda" if torch.cuda.is_available() else "cpu")
         samples = interleave(fns, repeats)
     step = samples.pop("train_step")
     model_rate = batch / statistics.median(step["wall"])
@@ -125,7 +125,7 @@ def main(argv=None) -> dict:
         "repeats": repeats,
         "cache_build_s": round(build_s, 2),
         "loader": rows,
-        "model_train_step": {"config": spec["name"], "overrides": spec["kw"], "clip": list(spec["clip"]),
+        "model_train_step": {"config": f"stmanet_r{spec['depth']}", "overrides": spec["kw"], "clip": list(spec["clip"]),
                              "step_wall_s": summary(step["wall"]), "clips_per_s": round(model_rate, 2)},
         "notes": ["a fresh DataLoader per measurement (worker start-up counted, as per epoch in core.train); "
                   "num_workers=0 decodes in the main process; loader and model were timed apart, in training "

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from common import REPO, base_parser, emit, interleave, machine, paired_ratio, setup, summary
+from common import REPO, base_parser, emit, interleave, machine, paired_ratio, precisions, setup, summary
 
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.data.clips import ClipConfig, decode_max_side, test_transform, test_windows
@@ -131,8 +131,9 @@ def main(argv=None) -> dict:
         variants = {"eager": dict(optimize=False), "optimized": dict(optimize=True)}
         if torch.get_num_threads() > 1:  # the same predictor with one intra-op thread, side by side
             variants["optimized-1thread"] = dict(optimize=True, threads=1)
+        runnable, skipped = precisions("cpu")  # bf16 only where core.capability says this CPU has it
         predictors = {f"{v}|{p}": Predictor(loaded, device="cpu", precision=p, **kw)
-                      for v, kw in variants.items() for p in ("fp32", "bf16")}
+                      for v, kw in variants.items() for p in runnable}
         runs, last = {}, {}
         for name, pred in predictors.items():
             for maps in (False, True):
@@ -158,7 +159,7 @@ def main(argv=None) -> dict:
                      for part in ("decode", "preprocess", "model", "maps", "total")}
             rows.append({"variant": variant, "precision": precision, "attention_maps": maps == "maps",
                          "wall_s": summary(s["wall"]), "cpu_s": summary(s["cpu"]), "timings_median_s": parts})
-        fp32, bf16 = last["optimized|fp32|no_maps"], last["optimized|bf16|no_maps"]
+        fp32, bf16 = last["optimized|fp32|no_maps"], last.get("optimized|bf16|no_maps")
         clip_cfg = loaded.clip_cfg
         result = {
             "script": "predict_e2e",
@@ -174,9 +175,10 @@ def main(argv=None) -> dict:
                 {"variant": v, "precision": p, "attention_maps": m == "maps",
                  "wall": paired_ratio(samples[f"eager|{p}|{m}"]["wall"], samples[f"{v}|{p}|{m}"]["wall"]),
                  "cpu": paired_ratio(samples[f"eager|{p}|{m}"]["cpu"], samples[f"{v}|{p}|{m}"]["cpu"])}
-                for v in variants if v != "eager" for p in ("fp32", "bf16") for m in ("no_maps", "maps")
+                for v in variants if v != "eager" for p in runnable for m in ("no_maps", "maps")
             ],
-            "bf16_vs_fp32": {
+            "skipped": [{"precision": p, "skipped": why} for p, why in skipped.items()],
+            "bf16_vs_fp32": {"skipped": skipped["bf16"]} if bf16 is None else {
                 "same_top1": fp32.topk[0][0] == bf16.topk[0][0],
                 "same_topk_labels": [n for n, _ in fp32.topk] == [n for n, _ in bf16.topk],
                 "topk_set_overlap": len({n for n, _ in fp32.topk} & {n for n, _ in bf16.topk}),

@@ -1,19 +1,27 @@
-"""Training step throughput (clips/s) and peak memory, as core.train runs a step.
+"""Training cost side by side: ST-MANet, the same model without the attention maps, and its
+plain backbone, at the same clip config and batch, in the same run.
 
-One step = forward in train mode (diversity losses on, so the attention maps are built), eq. 9
-loss (`stmanet_loss`), backward, SGD with momentum (`core.train.make_optimizer`). On CPU: fp32
-(core.train never trains in bf16 on CPU: torch 2.14.1's bf16 conv3d weight gradients are wrong
-at small T), batch 8, for the CPU config the gesture run uses (stmanet_r18, base width 16, stem
-temporal kernel 3, 32x112x112) and for stmanet_r50 at 16x112x112. On CUDA: batch 32 with bf16
-autocast (the trainer's amp=auto), stmanet_r50 at 32x112x112.
+One step = forward in train mode, eq. 9 loss (`stmanet_loss`), backward, the optimizer step
+(`core.train.make_optimizer`). Per setting three variants:
+  backbone         the plain 3D ResNet of the same depth and width (`r3d*_baseline`)
+  stmanet_no_maps  ST-MANet with the diversity losses off: TDA/SDA run without building maps
+  stmanet          ST-MANet as trained, diversity losses on, so the attention maps are built
+so stmanet / backbone is what the attention modules cost a training run, and stmanet /
+stmanet_no_maps what the maps for L_s and L_t cost on top. Ratios are per round (the three run
+back to back in every round), medians with their range.
 
-Each config runs in its own subprocess (this script with --child), in alternating rounds
-(A, B, B, A, ...): one warm-up step, then timed steps. Not in one process: after a step of the
-big config, glibc's malloc (its dynamic mmap threshold raised by the big frees) makes the small
-config's steps several times slower (measured: 0.7 s -> 11.7 s for the gesture step), which
-would bench the allocator, not the step. Peak memory: the growth of the child's VmHWM (peak
-resident set; /proc/self/status) over its steps: activations, gradients, optimizer state. On
-CUDA: torch.cuda.max_memory_allocated.
+Settings. CPU (fp32: core.train never trains in bf16 on CPU, torch 2.14.1's bf16 conv3d weight
+gradients are wrong at small T): the shipped gesture recipe (R18 at width 16, 3-frame stem,
+16x64x64, frame differences, batch 16) and ST-MANet-50 at 16x112x112, batch 8. CUDA: the
+paper's ST-MANet-50 at 32x112x112, batch 32, bf16 autocast (the trainer's amp=auto).
+
+Each variant runs in its own subprocess (this script with --child), in alternating rounds: one
+warm-up step, then timed steps. Not in one process: after a step of a big config glibc's malloc
+(its dynamic mmap threshold raised by the big frees) makes a small config's steps several
+times slower (measured: 0.7 s -> 11.7 s for the gesture step), which would bench the
+allocator, not the step. Peak memory: the growth of the child's VmHWM (peak resident set;
+/proc/self/status) over its steps: activations, gradients, optimizer state. On CUDA:
+torch.cuda.max_memory_allocated.
 
     python bench/train_step.py [--repeats 3] [--threads N] [--save]
 """
@@ -34,26 +42,42 @@ from common import REPO, base_parser, emit, interleave, machine, setup, summary
 from core.model import build_model, config_by_name, stmanet_loss
 from core.train import TrainConfig, make_optimizer
 
+GESTURE = dict(num_classes=15, base_width=16, stem_temporal_kernel=3, input_mode="grey_diff",
+               diversity_form="received", diversity_grid="first", diversity_margin=0.5, lambda_temporal=0.0,
+               residual_gamma_init=0.1)  # the shipped recipe (tools/gesture_recipe.sh)
+VARIANTS = ("backbone", "stmanet_no_maps", "stmanet")
+TRAIN_RATIO_TARGET = 1.3  # ST-MANet clips/s >= 1/1.3 of its backbone's (issue 15)
 
-def configs(quick: bool, cuda: bool) -> dict[str, dict]:
-    """name -> {model config kwargs, clip (T, H, W), batch}."""
+
+def settings(quick: bool, cuda: bool) -> dict[str, dict]:
+    """name -> {depth, model overrides, clip (T, H, W), batch, amp}."""
     if quick:
-        return {"tiny_cpu": dict(name="stmanet_r10", kw=dict(num_classes=15, base_width=8), clip=(8, 32, 32), batch=2)}
+        return {"tiny": dict(depth=10, kw=dict(num_classes=15, base_width=8), clip=(8, 32, 32), batch=2)}
     if cuda:
-        return {"stmanet_r50_amp": dict(name="stmanet_r50", kw={}, clip=(32, 112, 112), batch=32, amp=True)}
+        return {"r50_paper_amp": dict(depth=50, kw={}, clip=(32, 112, 112), batch=32, amp=True)}
     return {
-        "gesture_cpu": dict(name="stmanet_r18", kw=dict(num_classes=15, base_width=16, stem_temporal_kernel=3),
-                            clip=(32, 112, 112), batch=8),
-        "stmanet_r50_16f": dict(name="stmanet_r50", kw={}, clip=(16, 112, 112), batch=8),
+        "gesture_r18": dict(depth=18, kw=GESTURE, clip=(16, 64, 64), batch=16),
+        "r50_16f": dict(depth=50, kw={}, clip=(16, 112, 112), batch=8),
     }
 
 
-def make_step(spec: dict, device: str):
-    """A no-argument function running one training step of `spec`, and the model's config."""
+def model_name(spec: dict, variant: str) -> str:
+    return f"r3d{spec['depth']}_baseline" if variant == "backbone" else f"stmanet_r{spec['depth']}"
+
+
+def variant_config(spec: dict, variant: str):
+    cfg = config_by_name(model_name(spec, variant), **spec["kw"])
+    if variant == "backbone":
+        return cfg
+    return cfg.replace(diversity_loss=False) if variant == "stmanet_no_maps" else cfg
+
+
+def make_step(spec: dict, variant: str, device: str):
+    """A no-argument function running one training step of `variant` at `spec`, and the model's config."""
     torch.manual_seed(0)
-    cfg = config_by_name(spec["name"], **spec["kw"])
+    cfg = variant_config(spec, variant)
     model = build_model(cfg).to(device).train()
-    optimizer = make_optimizer(TrainConfig(), model)
+    optimizer = make_optimizer(TrainConfig(optimizer="adamw", lr=1e-3), model)
     clips = torch.randn(spec["batch"], 3, *spec["clip"], device=device)
     labels = torch.randint(0, cfg.num_classes, (spec["batch"],), device=device)
     amp = spec.get("amp", False) and device == "cuda"
@@ -83,10 +107,12 @@ def _hwm_mb() -> float:
 
 
 def child(name: str, quick: bool, steps: int) -> None:
-    """Subprocess body: one warm-up step, `steps` timed steps, and peak memory, as a JSON line."""
+    """Subprocess body for "setting/variant": one warm-up step, `steps` timed steps, and peak
+    memory, as a JSON line."""
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
-    step, _ = make_step(configs(quick, cuda)[name], device)
+    setting, variant = name.split("/")
+    step, _ = make_step(settings(quick, cuda)[setting], variant, device)
     before = _hwm_mb()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -109,11 +135,19 @@ def run_child(name: str, quick: bool, threads: int | None, steps: int, os_malloc
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def per_round_ratio(a: list[dict], b: list[dict], key: str = "wall") -> dict:
+    """a's step time over b's, one ratio per round (each round's median step), median and range."""
+    ratios = sorted(statistics.median(x[key]) / statistics.median(y[key]) for x, y in zip(a, b))
+    return {"median": round(statistics.median(ratios), 3), "range": [round(ratios[0], 3), round(ratios[-1], 3)],
+            "rounds": len(ratios)}
+
+
 def main(argv=None) -> dict:
     parser = base_parser(__doc__)
     parser.add_argument("--child", default=None, help=argparse_hidden())
     parser.add_argument("--child-steps", type=int, default=2, help=argparse_hidden())
     parser.add_argument("--steps", type=int, default=None, help="timed steps per subprocess (default 3, 1 with --quick)")
+    parser.add_argument("--settings", nargs="+", default=None, help="only these settings (default: all)")
     args = parser.parse_args(argv)
     setup(args)
     if args.child:
@@ -121,25 +155,43 @@ def main(argv=None) -> dict:
         return {}
     load, start = os.getloadavg(), time.perf_counter()
     cuda = torch.cuda.is_available()
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or (1 if args.quick else 3)
     steps = args.steps or (1 if args.quick else 3)
-    specs = configs(args.quick, cuda)
-    names = list(specs)
-    got = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else reversed(names):
-            got[name].append(run_child(name, args.quick, args.threads, steps, args.os_malloc))
-    rows = []
-    for name, spec in specs.items():
-        wall = [w for g in got[name] for w in g["wall"]]
-        cpu = [c for g in got[name] for c in g["cpu"]]
-        rows.append({
-            "config": name, "model": spec["name"], "model_overrides": spec["kw"], "clip": list(spec["clip"]),
-            "batch": spec["batch"], "precision": "bf16 autocast" if spec.get("amp") and cuda else "fp32",
-            "step_wall_s": summary(wall), "step_cpu_s": summary(cpu),
-            "clips_per_s_wall": round(spec["batch"] / statistics.median(wall), 2),
-            "clips_per_cpu_s": round(spec["batch"] / statistics.median(cpu), 2),
-            "memory": {k: max(g[k] for g in got[name]) for k in got[name][0] if k not in ("wall", "cpu")},
+    specs = {k: v for k, v in settings(args.quick, cuda).items() if args.settings is None or k in args.settings}
+    if not specs:
+        raise SystemExit(f"no such setting; known: {sorted(settings(args.quick, cuda))}")
+    rows, comparisons = [], []
+    for setting, spec in specs.items():
+        got = {v: [] for v in VARIANTS}
+        for r in range(repeats):
+            for variant in VARIANTS if r % 2 == 0 else reversed(VARIANTS):
+                got[variant].append(run_child(f"{setting}/{variant}", args.quick, args.threads, steps, args.os_malloc))
+        for variant in VARIANTS:
+            wall = [w for g in got[variant] for w in g["wall"]]
+            cpu = [c for g in got[variant] for c in g["cpu"]]
+            cfg = variant_config(spec, variant)
+            rows.append({
+                "setting": setting, "variant": variant, "model": model_name(spec, variant), "diversity_loss": cfg.diversity_active,
+                "model_overrides": spec["kw"], "clip": list(spec["clip"]), "batch": spec["batch"],
+                "precision": "bf16 autocast" if spec.get("amp") and cuda else "fp32",
+                "step_wall_s": summary(wall), "step_cpu_s": summary(cpu),
+                "clips_per_s_wall": round(spec["batch"] / statistics.median(wall), 2),
+                "clips_per_cpu_s": round(spec["batch"] / statistics.median(cpu), 2),
+                "memory": {k: max(g[k] for g in got[variant]) for k in got[variant][0] if k not in ("wall", "cpu")},
+            })
+        time_ratio = per_round_ratio(got["stmanet"], got["backbone"])
+        mem = {v: max(g.get("cuda_max_memory_allocated_mb", g["step_peak_rss_growth_mb"]) for g in got[v]) for v in VARIANTS}
+        comparisons.append({
+            "setting": setting,
+            "stmanet_over_backbone_time": time_ratio,
+            "stmanet_over_backbone_time_cpu": per_round_ratio(got["stmanet"], got["backbone"], "cpu"),
+            "stmanet_clips_per_s_fraction_of_backbone": round(1 / time_ratio["median"], 3),
+            "attention_maps_cost": per_round_ratio(got["stmanet"], got["stmanet_no_maps"]),
+            "attention_modules_cost": per_round_ratio(got["stmanet_no_maps"], got["backbone"]),
+            "peak_memory_mb": mem,
+            "stmanet_over_backbone_memory": round(mem["stmanet"] / max(mem["backbone"], 1e-9), 3),
+            "target": {"stmanet_clips_per_s_at_least": f"1/{TRAIN_RATIO_TARGET} of the backbone's",
+                       "met": time_ratio["median"] <= TRAIN_RATIO_TARGET},
         })
     result = {
         "script": "train_step",
@@ -148,9 +200,11 @@ def main(argv=None) -> dict:
         "repeats": repeats,
         "steps_per_subprocess": steps,
         "steps": rows,
-        "notes": ["random data and weights; a step is forward + eq. 9 loss (maps built for the diversity "
-                  "terms) + backward + SGD, as core.train; data loading excluded (see data_loading.py)",
-                  "each config in its own subprocesses, alternating; one warm-up step per subprocess"],
+        "comparisons": comparisons,
+        "notes": ["random data and weights; a step is forward + eq. 9 loss + backward + AdamW, as core.train; "
+                  "data loading excluded (see data_loading.py)",
+                  "each variant in its own subprocesses, the three back to back in every round (order alternating); "
+                  "one warm-up step per subprocess; time ratios are of per-round median step times (wall)"],
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine(load),
     }

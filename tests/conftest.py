@@ -94,57 +94,14 @@ def frame_index():
     return decode_frame_index
 
 
-# ---------------------------------------------------------------- motion-rhythm videos (trainer tests)
-# A bright square on a dark background moving back and forth along x (a triangle wave); classes
-# differ only in the period of that motion, so a single frame says nothing about the class and
-# only a model that sees motion can tell them apart.
-RHYTHM_PERIODS = {"fast": 4, "slow": 16}
-
-
-def write_rhythm_video(path, period: int, rng, n_frames: int = 24, size: int = 40, square: int = 8) -> Path:
-    import cv2
-    import numpy as np
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (size, size))
-    assert writer.isOpened(), f"cv2.VideoWriter cannot write {path}"
-    span = size - square - 4  # pixels the square travels in half a period
-    phase, y = rng.integers(0, period), rng.integers(2, size - square - 2)
-    for t in range(n_frames):
-        u = ((t + phase) % period) / period  # position in the cycle, 0..1
-        x = 2 + round(span * (2 * u if u < 0.5 else 2 - 2 * u))
-        frame = np.full((size, size, 3), 30, np.uint8)
-        frame[y : y + square, x : x + square] = 230
-        writer.write(frame)
-    writer.release()
-    return path
-
-
-def write_rhythm_dataset(root, per_class: int, seed: int, split: str = "train", periods=None) -> Path:
-    """root/<split>/<class>_<k>.avi and a list file root/<split>.txt (`<relative path> <class>`)."""
-    import numpy as np
-
-    root, rng = Path(root), np.random.default_rng(seed)
-    lines = []
-    for name, period in (periods or RHYTHM_PERIODS).items():
-        for k in range(per_class):
-            rel = f"{split}/{name}_{k}.avi"
-            write_rhythm_video(root / rel, period, rng)
-            lines.append(f"{rel} {name}\n")
-    (root / f"{split}.txt").write_text("".join(lines))
-    return root / f"{split}.txt"
+from core.data.synthetic import RHYTHM_PERIODS, write_rhythm_dataset, write_rhythm_set, write_rhythm_video  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
 def rhythm_data(tmp_path_factory) -> Path:
     """A small motion-rhythm dataset (read-only): train.txt (12 videos a class), val.txt (6 a
     class, other seeds), classes.txt; 24 frames of 40x40 each."""
-    root = tmp_path_factory.mktemp("rhythm")
-    write_rhythm_dataset(root, 12, seed=1, split="train")
-    write_rhythm_dataset(root, 6, seed=2, split="val")
-    (root / "classes.txt").write_text("".join(f"{name}\n" for name in RHYTHM_PERIODS))
-    return root
+    return write_rhythm_set(tmp_path_factory.mktemp("rhythm"), 12, 6)
 
 
 @pytest.fixture(scope="module")

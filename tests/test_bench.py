@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMON = {"script", "machine", "seconds"}
 SCRIPTS = {
     "flops": {"variants", "stmanet_over_backbone_flops", "clip"},
-    "latency": {"models", "matmul_peak", "latency", "speedup_over_eager_fp32", "stmanet_over_backbone",
-                "stmanet_over_backbone_dedicated", "bf16_vs_fp32", "targets"},
+    "latency": {"models", "measured_peak", "physical_peak", "latency", "speedup_over_eager_fp32",
+                "stmanet_over_backbone", "stmanet_over_backbone_dedicated", "bf16_vs_fp32", "targets"},
     "predict_e2e": {"video", "checkpoint", "runs", "speedup_optimized_over_eager", "bf16_vs_fp32", "preprocess",
                     "target_10s_video_with_maps_under_2s"},
-    "train_step": {"steps", "device"},
+    "train_step": {"steps", "comparisons", "device"},
+    "gpu_check": {"device", "inference", "training_step", "learning"},
     "data_loading": {"loader", "model_train_step", "cache_build_s", "videos"},
 }
 
@@ -55,6 +56,50 @@ def test_script_quick_prints_its_json(script, capsys, monkeypatch):
     module = importlib.import_module(script)
     module.main(["--quick", "--threads", "1"])
     _check(json.loads(capsys.readouterr().out), script)
+
+
+def test_without_bf16_the_benchmarks_skip_its_rows_with_the_reason(capsys, monkeypatch):
+    """A CPU without bf16 (forced here through core.capability's switch): every bf16 row says why
+    it was not run, the fp32 rows are all there, and nothing raises."""
+    monkeypatch.setenv("STMANET_NO_BF16", "1")
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    latency = importlib.import_module("latency").main(["--quick", "--threads", "1", "--batches", "1"])
+    capsys.readouterr()
+    bf16 = [r for r in latency["latency"] if r["precision"] == "bf16"]
+    assert bf16 and all(r["skipped"] == "bf16 turned off by STMANET_NO_BF16" for r in bf16)
+    assert all("gflops_cpu" in r for r in latency["latency"] if r["precision"] == "fp32")
+    assert latency["measured_peak"][0]["bf16"] == {"skipped": "bf16 turned off by STMANET_NO_BF16"}
+    assert latency["bf16_vs_fp32"]["stmanet_r50"]["optimized_bf16"]["skipped"]
+    assert all(k.endswith("fp32") or k.endswith("fp32_1thread") for k in latency["targets"])
+    e2e = importlib.import_module("predict_e2e").main(["--quick", "--threads", "1"])
+    assert {r["precision"] for r in e2e["runs"]} == {"fp32"} and e2e["bf16_vs_fp32"]["skipped"]
+    assert latency["machine"]["bf16_cpu"] is False and latency["machine"]["bf16_forced_off"] is True
+
+
+def test_measured_peak_is_the_best_kernel_and_the_physical_estimate_has_its_assumptions(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    common = importlib.import_module("common")
+    kernels = common.peak_kernels("fp32", "cpu", quick=True)
+    assert any(name.startswith("conv1x1x1") for name in kernels) and sum(n.startswith("mm") for n in kernels) == 3
+    samples = common.interleave({name: call for name, (call, _) in kernels.items()}, 1)
+    peak = common.measured_peak(samples, kernels)
+    assert peak["gflops_cpu"] == max(k["gflops_cpu"] for k in peak["kernels"].values()) > 0
+    physical = common.physical_peak(1)
+    if "gflops_fp32" in physical:  # a clock was found
+        assert physical["cores"] == 1 and physical["fma_units_assumed"] == 2
+        lanes = physical["fp32_lanes_per_fma_unit"]
+        assert physical["gflops_fp32"] == pytest.approx(lanes * 2 * 2 * physical["clock_ghz"], rel=1e-2)
+
+
+def test_gpu_check_quick_learns_on_generated_videos(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    result = importlib.import_module("gpu_check").main(["--quick", "--threads", "1"])
+    capsys.readouterr()
+    learning = result["learning"]
+    assert learning["learned"], learning
+    assert learning["epoch_mean_loss"][-1] < learning["epoch_mean_loss"][0] and learning["held_out_top1"] >= 0.75
+    assert {r["precision"] for r in result["inference"]["stmanet_over_backbone"]} <= {"fp32", "bf16"}
+    assert result["training_step"]["stmanet_clips_per_s"] > 0
 
 
 @pytest.fixture(autouse=True)
