@@ -10,6 +10,7 @@
 | STMANET_MAX_UPLOAD_MB       | 200                                      | largest video upload                   |
 | STMANET_MAX_ZIP_MB          | 1000                                     | largest dataset zip upload             |
 | STMANET_MAX_UPLOADS_MB      | 8000                                     | total size of unpacked uploads (runs/uploads/) |
+| STMANET_MAX_RUN_MEMORY_MB   | half of this machine's memory            | largest memory estimate a fine-tuning run may have (core/memory.py) |
 | STMANET_MAX_VIDEO_MINUTES   | 30                                       | longest video accepted (from metadata) |
 | STMANET_DECODE_SECONDS      | 60                                       | decoded length cap per video           |
 | STMANET_PREDICT_CONCURRENCY | 2                                        | predictions computed at once           |
@@ -39,6 +40,15 @@ def _env_float(name: str, default: float) -> float:
         return float(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+def _half_of_memory_mb() -> float:
+    """Half of this machine's physical memory in MB (8000 where it cannot be read): the server
+    process keeps serving predictions while a run trains."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 / 1e6
+    except (ValueError, OSError, AttributeError):
+        return 8000.0
 
 
 def _usable_cpus() -> int:
@@ -83,6 +93,8 @@ class AppConfig:
     max_upload_mb: float = 200.0
     max_zip_mb: float = 1000.0
     max_uploads_mb: float = 8000.0  # everything unpacked under runs/uploads/ together
+    # a fine-tuning run whose memory estimate (core.memory) is larger is refused before it starts
+    max_run_memory_mb: float = 8000.0
     max_video_minutes: float = 30.0
     decode_seconds: float = 60.0
     predict_concurrency: int = 2
@@ -106,6 +118,7 @@ class AppConfig:
             max_upload_mb=_env_float("STMANET_MAX_UPLOAD_MB", 200),
             max_zip_mb=_env_float("STMANET_MAX_ZIP_MB", 1000),
             max_uploads_mb=_env_float("STMANET_MAX_UPLOADS_MB", 8000),
+            max_run_memory_mb=_env_float("STMANET_MAX_RUN_MEMORY_MB", _half_of_memory_mb()),
             max_video_minutes=_env_float("STMANET_MAX_VIDEO_MINUTES", 30),
             decode_seconds=_env_float("STMANET_DECODE_SECONDS", 60),
             predict_concurrency=max(1, int(_env_float("STMANET_PREDICT_CONCURRENCY", 2))),

@@ -116,6 +116,7 @@ class AppContext:
             checkpoints_root=config.checkpoints_dir,
             extra_checkpoints=[p for p in [config.checkpoint, *config.extra_checkpoints] if p],
             max_uploads_bytes=int(config.max_uploads_mb * 1e6),
+            max_run_memory_bytes=int(config.max_run_memory_mb * 1e6),
         )
         self._lock = threading.Lock()
         self._predictors: OrderedDict[str, Any] = OrderedDict()

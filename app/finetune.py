@@ -115,6 +115,10 @@ def build_config(ctx: AppContext, source, zip_file, folder, layout, layout_root,
     values.update(epochs=epochs, lr=lr, batch_size=batch, num_frames=frames, freeze_stages=freeze,
                   optimizer=optimizer or "sgd", num_workers=0, device="auto", show_progress=False,
                   lr_schedule="cosine", val_fraction=0.2)
+    try:
+        ctx.runs.check_memory(values)  # before anything is unpacked
+    except ValueError as exc:
+        raise UserError(f"{exc} (STMANET_MAX_RUN_MEMORY_MB sets the limit)") from None
     if source == SOURCES[0]:  # only once every other field is known to be good
         folder_path = ctx.runs.extract_zip(zpath, max_bytes=int(ctx.config.max_zip_mb * 1024 * 1024 * 4))
         values["data_root"] = str(folder_path)

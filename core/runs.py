@@ -39,6 +39,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .checkpoint import portable
+from .memory import MemoryEstimate, training_memory
+from .train import TrainConfig, run_model_config, train
 
 log = logging.getLogger(__name__)
 
@@ -423,14 +425,10 @@ class _ActiveRun:
 
 
 def _default_train(cfg, callback=None, stop_event=None):
-    from core.train import train
-
     return train(cfg, callback=callback, stop_event=stop_event)
 
 
 def _default_config(values: dict):
-    from core.train import TrainConfig
-
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -451,6 +449,7 @@ class RunManager:
         train_fn: Callable | None = None,
         config_factory: Callable[[dict], Any] | None = None,
         max_uploads_bytes: int | None = None,
+        max_run_memory_bytes: int | None = None,
     ) -> None:
         self.runs_root = Path(runs_root).expanduser().resolve()
         self.runs_root.mkdir(parents=True, exist_ok=True)
@@ -461,6 +460,7 @@ class RunManager:
         )
         self.extra_checkpoints = [Path(p).expanduser().resolve() for p in (extra_checkpoints or [])]
         self.max_uploads_bytes = max_uploads_bytes  # cap on everything unpacked under uploads/
+        self.max_run_memory_bytes = max_run_memory_bytes  # cap on a run's memory estimate (core.memory)
         self._train = train_fn or _default_train
         self._make_config = config_factory or _default_config
         self._start_lock = threading.Lock()
@@ -610,6 +610,22 @@ class RunManager:
                 "Only one run at a time on this server."
             )
 
+    def check_memory(self, values: dict) -> MemoryEstimate | None:
+        """The memory a run with these TrainConfig fields would need (`core.memory`); ValueError,
+        with the estimate, when it is above `max_run_memory_bytes`. Needs no data: callers check
+        it before unpacking anything. None when no limit is set."""
+        if self.max_run_memory_bytes is None:
+            return None
+        cfg = _default_config({k: v for k, v in values.items() if k != "run_dir"})
+        classes = 100  # before the data is read; the classifier is a rounding error beside the activations
+        estimate = training_memory(run_model_config(cfg, classes), cfg.batch_size, cfg.num_frames, cfg.height,
+                                   cfg.width, cfg.optimizer)
+        if estimate.total > self.max_run_memory_bytes:
+            raise ValueError(f"this run would need {estimate.describe()}, more than the "
+                             f"{self.max_run_memory_bytes / 2**30:.1f} GiB one run may use on this server: "
+                             "lower the batch size or the frames per clip")
+        return estimate
+
     def start(self, cfg: Any) -> str:
         """Start a run in the background and return its id; `RunBusyError` if one is going.
 
@@ -626,6 +642,7 @@ class RunManager:
             values["run_dir"] = str(run_dir)
             try:
                 train_cfg = self._make_config(values)  # may raise ValueError: nothing started
+                self.check_memory(values)
             except BaseException:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 raise

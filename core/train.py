@@ -43,6 +43,7 @@ from .checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_training_state,
+    read_meta,
     replace_classifier,
     save_checkpoint,
     save_training_state,
@@ -312,8 +313,16 @@ def build_run_model(cfg: TrainConfig, class_names: list[str]) -> tuple[torch.nn.
         if list(loaded.class_names) != list(class_names):
             model = replace_classifier(model, len(class_names))
         return model, {"init_checkpoint": str(cfg.init_checkpoint), "init_classes": list(loaded.class_names)}
+    return build_model(run_model_config(cfg, len(class_names))), {}
+
+
+def run_model_config(cfg: TrainConfig, num_classes: int) -> STMANetConfig:
+    """The model a run trains: its init checkpoint's (classifier resized to num_classes), or the
+    named model with the run's overrides. Reads no weights (memory estimates use it)."""
+    if cfg.init_checkpoint:
+        return STMANetConfig.from_dict(read_meta(Path(cfg.init_checkpoint))["model"]).replace(num_classes=num_classes)
     named = config_by_name(cfg.model)
-    overrides = {"num_classes": len(class_names), "dropout": cfg.dropout,
+    overrides = {"num_classes": num_classes, "dropout": cfg.dropout,
                  "stem_temporal_kernel": cfg.stem_temporal_kernel, "input_mode": cfg.input_mode,
                  "residual_gamma_init": cfg.residual_gamma_init,
                  "diversity_loss": named.diversity_loss and cfg.diversity_loss,
@@ -322,7 +331,7 @@ def build_run_model(cfg: TrainConfig, class_names: list[str]) -> tuple[torch.nn.
                  "lambda_temporal": cfg.lambda_temporal}
     if cfg.base_width:
         overrides["base_width"] = cfg.base_width
-    return build_model(config_by_name(cfg.model, **overrides)), {}
+    return config_by_name(cfg.model, **overrides)
 
 
 class MetricsLog:

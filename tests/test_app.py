@@ -206,6 +206,20 @@ def test_refused_finetune_requests_leave_no_unpacked_upload(client, app_server, 
     assert after == before
 
 
+def test_a_run_too_big_for_the_memory_limit_is_refused_with_its_estimate(client, app_server, tmp_path,
+                                                                        monkeypatch):
+    """batch x frames is checked as memory (core.memory's estimate) against the server's limit,
+    before the zip is unpacked; the same request fits when the limit allows it."""
+    ctx = app_server["demo"].ctx
+    uploads = ctx.runs.uploads_root
+    before = set(uploads.iterdir()) if uploads.is_dir() else set()
+    monkeypatch.setattr(ctx.runs, "max_run_memory_bytes", 40 * 2**20)
+    with pytest.raises(Exception, match=r"this run would need about .* GiB \(activations .*one run may use.*"
+                                        r"lower the batch size or the frames per clip.*STMANET_MAX_RUN_MEMORY_MB"):
+        _start(client, zip_file=handle_file(str(_zip_dataset(tmp_path))), batch_size=256, frames=128)
+    assert (set(uploads.iterdir()) if uploads.is_dir() else set()) == before
+
+
 def test_finetune_start_refuse_second_predict_meanwhile_stop(client, app_server, tmp_path, shared_data, caplog):
     ctx = app_server["demo"].ctx
     clip = shared_data / "clips" / "paddlevideo_example.avi"
