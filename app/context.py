@@ -11,7 +11,10 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +57,21 @@ def tidy(message: str) -> str:
     """A message for the page: no token-like strings, no server temp folders of uploads, no
     absolute server paths (a path keeps its last two parts: `<run id>/checkpoint`)."""
     return _ABSOLUTE_PATH.sub(r"\1", _UPLOAD_DIR.sub("", scrub(message)))
+
+
+def scratch_dir(max_age_s: float = 3600) -> Path:
+    """A fresh folder for one generated file (an export, a preview) under one temp root; folders
+    older than an hour go (gradio has served its own copy by then)."""
+    root = Path(tempfile.gettempdir()) / "stmanet-exports"
+    root.mkdir(exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        try:
+            if now - old.stat().st_mtime > max_age_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(dir=root))
 
 
 def handler(fn: Callable) -> Callable:

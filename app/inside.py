@@ -7,14 +7,13 @@ T x T matrix and the attention each time step receives, and the 4x4 stage simila
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
 from . import plots
-from .context import AppContext, UserError, handler
+from .context import AppContext, UserError, handler, scratch_dir
 
 log = logging.getLogger("app.inside")
 
@@ -183,24 +182,6 @@ def facts_markdown(facts: dict) -> str:
     return "\n".join(lines)
 
 
-def _export_dir(max_age_s: float = 3600) -> Path:
-    """A fresh folder for one export under one temp root; exports older than an hour go (gradio
-    has served its own copy by then)."""
-    import shutil
-    import time
-
-    root = Path(tempfile.gettempdir()) / "stmanet-exports"
-    root.mkdir(exist_ok=True)
-    now = time.time()
-    for old in root.iterdir():
-        try:
-            if now - old.stat().st_mtime > max_age_s:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
-    return Path(tempfile.mkdtemp(dir=root))
-
-
 def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> dict:
     status = gr.Markdown(NO_ANALYSIS, label="What is shown", elem_id="inside-status")
     with gr.Accordion("Where each stage looks (spatial attention)", open=True):
@@ -283,7 +264,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
         if s.spatial is None:
             raise UserError("this model has no spatial attention (SDA off): nothing to export")
         frames = spatial_overlay(pred.frames, s.spatial[pred.frames_window])
-        out_dir = _export_dir()
+        out_dir = scratch_dir()
         stem = Path(analysis_value.video_name).stem[:60] or "video"
         path = write_video(frames, out_dir / f"{stem}-stage{s.stage}-attention.mp4",
                            fps=max(2.0, min(pred.fps / 2, 12.0)))

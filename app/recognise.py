@@ -10,9 +10,12 @@ from typing import Any
 import gradio as gr
 
 from . import plots
-from .context import AppContext, UserError, handler
+from core.preview import PreviewLimits, browser_preview, needs_preview
+
+from .context import AppContext, UserError, handler, scratch_dir
 
 log = logging.getLogger("app.recognise")
+PREVIEW = PreviewLimits()  # length, size and frame rate of the browser previews
 
 
 @dataclass
@@ -91,8 +94,9 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
         "clips of the video and averages them: consecutive windows, or, for a model trained on short "
         "gestures (the default), clips that each span the whole video; the timeline shows how each "
         f"clip scored. Videos up to {cfg.max_upload_mb:g} MB and {cfg.max_video_minutes:g} min; "
-        f"the first {cfg.decode_seconds:g} s are analysed. AVI, MKV and GIF files are recognised "
-        "too, though the browser cannot preview them."
+        f"the first {cfg.decode_seconds:g} s are analysed. A file the browser cannot play (AVI, GIF, "
+        f"WMV, ...) is shown as an H.264 preview of its first {PREVIEW.max_seconds:g} s; recognition "
+        "always reads the file you uploaded."
     )
     with gr.Row():
         with gr.Column(scale=1):
@@ -109,9 +113,24 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
             bar = gr.Plot(label="Probabilities")
     timeline = gr.Plot(label="Timeline")
     note = gr.Markdown(label="Notes", elem_id="recognise-note")
+    originals = gr.State({})  # preview file name -> the upload it stands for (this browser session)
 
     @handler
-    def recognise(video_path, k, checkpoint, maps):
+    def show_playable(video_path, known):
+        """An upload the browser cannot play is replaced on the page by its H.264 preview."""
+        if not video_path or not needs_preview(video_path):
+            return gr.update(), known
+        check_video_file(ctx, video_path)
+        preview = browser_preview(video_path, scratch_dir(), PREVIEW)
+        return str(preview), {**(known or {}), preview.name: str(video_path)}
+
+    video.upload(show_playable, [video, originals], [video, originals], api_visibility="private",
+                 concurrency_limit=cfg.predict_concurrency, concurrency_id="preview")
+
+    @handler
+    def recognise(video_path, k, checkpoint, maps, known=None):
+        if video_path and known and Path(video_path).name in known and Path(known[Path(video_path).name]).is_file():
+            video_path = known[Path(video_path).name]  # the upload itself, not its preview
         ckpt, pred = run_prediction(ctx, video_path, k, checkpoint, maps)
         name = Path(video_path).name
         label_value = {n: float(p) for n, p in pred.topk}
@@ -126,7 +145,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
 
     event = run.click(
         recognise,
-        inputs=[video, topk, checkpoint_dd, with_maps],
+        inputs=[video, topk, checkpoint_dd, with_maps, originals],
         outputs=[label, bar, timeline, note, analysis],
         api_name="recognise",
         concurrency_limit=cfg.predict_concurrency,

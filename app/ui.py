@@ -83,6 +83,20 @@ def build_demo(config: AppConfig | None = None, context: AppContext | None = Non
     return demo
 
 
+# The player tries an upload before the server's preview (core.preview) replaces it; for a
+# container the preview is made for, that first attempt's "Video not playable" error is expected
+# and not shown. Other errors (a preview, an MP4, a WebM that fails) still are.
+UNPLAYABLE_UPLOAD_QUIET = """<script>
+window.addEventListener("error", (event) => {
+  const v = event.target;
+  if (v instanceof HTMLVideoElement && v.closest("#recognise-video")
+      && !/[.](mp4|m4v|mov|webm|mkv)([?#]|$)/i.test(v.currentSrc || v.src || "")) {
+    event.stopImmediatePropagation();
+  }
+}, true);
+</script>"""
+
+
 def launch_kwargs(config: AppConfig) -> dict:
     """What `demo.launch` needs beyond the defaults: upload cap, files it may serve, no run
     history (it would keep inputs, the Hub token among them, in the browser)."""
@@ -94,4 +108,5 @@ def launch_kwargs(config: AppConfig) -> dict:
         state_session_capacity=500,  # sessions whose last analysis (about 1 MB) is kept
         show_error=True,  # our handlers' gr.Error messages; never tracebacks
         footer_links=["api", "gradio"],
+        head=UNPLAYABLE_UPLOAD_QUIET,
     )

@@ -170,8 +170,9 @@ def precisions(device: str = "cpu") -> tuple[list[str], dict[str, str]]:
 def peak_kernels(precision: str, device: str, quick: bool = False) -> dict[str, tuple[Callable[[], object], int]]:
     """{name: (call, FLOPs)}: dense kernels at `precision` whose best rate is the measured peak.
 
-    Square matmuls of two sizes, a tall-skinny one (what a 1x1x1 convolution is) and a large
-    1x1x1 convolution through the model's own oneDNN path (prepacked weights, channels_last):
+    Square matmuls of two sizes, a tall-skinny one (what a 1x1x1 convolution is), a large 1x1x1
+    and a stage-2 3x3x3 convolution through the model's own oneDNN path (prepacked weights,
+    channels_last):
     no single shape is the fastest on every CPU and thread count, so a model measured against one
     matmul could exceed "the peak" (it did: 1.11-1.16 against torch.mm 2048^2)."""
     dtype = PRECISION_DTYPES[precision]
@@ -192,6 +193,11 @@ def peak_kernels(precision: str, device: str, quick: bool = False) -> dict[str, 
     x = rand(n, c, t, hw, hw).contiguous(memory_format=torch.channels_last_3d)
     conv(x)  # prepack once, as the model's convolutions do
     kernels[f"conv1x1x1 {c}->{c} at {n}x{t}x{hw}x{hw}"] = (lambda: conv(x), 2 * n * t * hw * hw * c * c)
+    n, c, t, hw = (2, 16, 4, 8) if quick else (8, 64, 8, 28)  # a stage-2 3x3x3 convolution: the densest the model has
+    conv3 = InferenceConv3d(torch.randn(c, c, 3, 3, 3, generator=g), None, padding=(1, 1, 1), channels_last=True).to(device)
+    x3 = rand(n, c, t, hw, hw).contiguous(memory_format=torch.channels_last_3d)
+    conv3(x3)
+    kernels[f"conv3x3x3 {c}->{c} at {n}x{t}x{hw}x{hw}"] = (lambda: conv3(x3), 2 * n * t * hw * hw * c * c * 27)
     return kernels
 
 

@@ -72,3 +72,31 @@ def test_upload_recognise_and_look_inside(browser, server, shared_data, tmp_path
     finally:
         page.close()
     assert not errors, errors
+
+
+def test_an_avi_upload_plays_as_a_preview_and_is_recognised_from_the_original(browser, server, make_video,
+                                                                              tmp_path):
+    """Chromium cannot play MJPG AVI: the page swaps in an H.264 preview (no "not playable"
+    toast, the <video> loads and has a duration), and Recognise still reads the uploaded AVI."""
+    clip = make_video(tmp_path / "upload.avi", 60, width=96, height=64)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+        page.locator("#recognise-video input[type=file]").set_input_files(str(clip), timeout=30_000)
+        video = page.locator("#recognise-video video").first
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#recognise-video video');"
+            " return v && v.currentSrc.includes('upload.preview.mp4') && v.readyState >= 1 && v.duration > 0; }",
+            timeout=60_000)
+        assert video.evaluate("v => v.error") is None
+        assert page.get_by_text("not playable").count() == 0
+        page.locator("#recognise-button").click()
+        note = page.locator("#recognise-note")
+        note.get_by_text("upload.avi").first.wait_for(timeout=60_000)  # the original, not the preview
+        assert note.get_by_text("preview").count() == 0
+        page.screenshot(path=str(tmp_path / "avi_preview.png"), full_page=True)
+    finally:
+        page.close()
+    assert not errors, errors

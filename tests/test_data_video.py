@@ -107,6 +107,19 @@ def test_truncated_file_repeats_last_decoded_frame_with_a_warning(video100, tmp_
     assert [frame_index(f) for f in frames] == [0, real_count - 1, 5]
 
 
+def test_a_header_one_frame_longer_than_the_stream_is_not_called_truncated(video100, tmp_path, frame_index, recwarn):
+    """Headers are often one frame off; a gap of exactly one frame is filled quietly, two are reported."""
+    data = video100.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    real = probe_video(cut, count=True).num_frames
+    frames = read_frames(cut, [0, real])  # one past the last frame the stream holds
+    assert [frame_index(f) for f in frames] == [0, real - 1] and not recwarn.list
+    notes = []
+    read_frames(cut, [0, real + 1], on_short=notes.append)
+    assert len(notes) == 1 and "stream ended after" in notes[0]
+
+
 @pytest.mark.parametrize(
     "name, content, reason",
     [

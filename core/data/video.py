@@ -14,6 +14,7 @@ Frames come out as (N, H, W, 3) uint8 RGB whatever the source (grey, BGRA, BGR).
 """
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 25.0
 MAX_PLAUSIBLE_FPS = 1000.0
@@ -178,6 +181,11 @@ def probe_video(path: str | Path, count: bool = False) -> VideoInfo:
     )
 
 
+# Containers' frame counts are often one more than the stream holds (edit lists, a last B-frame,
+# rounding of duration x fps); a gap that small is not reported as a truncated file.
+HEADER_SLACK_FRAMES = 1
+
+
 def read_frames(
     path: str | Path,
     indices: Sequence[int] | np.ndarray,
@@ -221,6 +229,11 @@ def read_frames(
         if tail is None:
             raise VideoError(f"no decodable frames in {path} (zero frames or corrupt stream)")
         missing = sorted(i for i in wanted if i not in got)
+        if last - pos + 1 <= HEADER_SLACK_FRAMES:  # the header's count is one off, not a damaged file
+            log.debug("%s: header promises frame %d, stream holds %d frames", path, last, pos)
+            for i in missing:
+                got[i] = tail
+            return np.stack([got[i] for i in idx.tolist()])
         message = (
             f"{path}: stream ended after {pos} frames but frame {last} was asked for; "
             f"repeating frame {pos - 1} for {len(missing)} missing index(es)"
