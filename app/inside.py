@@ -12,12 +12,16 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from core.attention_maps import (enlarge, filmstrip, spatial_overlay, temporal_to_frames, view_on_frame,
+                                  write_video)
+
 from . import plots
 from .context import AppContext, UserError, handler, scratch_dir
 
 log = logging.getLogger("app.inside")
 
 STAGES = (2, 3, 4, 5)
+EXPORT_MIN_SIDE = 360  # overlay videos are exported at least this tall: sharp when a player enlarges them
 NO_ANALYSIS = "Recognise a video first (tab **Recognise**, with *attention maps* ticked): its maps appear here."
 
 
@@ -40,8 +44,6 @@ def _stage(pred, stage: int):
 
 def overlay_frame(pred, stage: int, frame: int) -> np.ndarray | None:
     """Frame `frame` of the shown window with stage `stage`'s spatial map blended over it."""
-    from core.attention_maps import spatial_overlay
-
     s = _stage(pred, stage)
     if s.spatial is None:
         return None
@@ -69,7 +71,6 @@ def spatial_images(analysis, frame) -> list:
 
 def strip(frames: np.ndarray) -> np.ndarray:
     """The window's frames side by side, above the per-frame curve."""
-    from core.attention_maps import filmstrip
 
     return filmstrip(frames, n=min(16, len(frames)), height=72)
 
@@ -92,7 +93,6 @@ def temporal_views(analysis, stage):
         f"{n // max(t_i, 1)} input frame(s) each)",
         "key (attended) time step", "query time step", colorscale="Magma",
     )
-    from core.attention_maps import temporal_to_frames
 
     per_frame = np.asarray(temporal_to_frames(s.received[w], n))
     idx = pred.window_indices[w] if pred.window_indices else np.arange(n)
@@ -182,12 +182,24 @@ def facts_markdown(facts: dict) -> str:
     return "\n".join(lines)
 
 
+def whole_frame_view(pred) -> np.ndarray | None:
+    """The window's middle frame whole, what the model did not see dimmed, its view outlined."""
+
+    if pred.context_frame is None or pred.view_box is None:
+        return None
+    return view_on_frame(pred.context_frame, pred.view_box, min_side=240)
+
+
 def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> dict:
     status = gr.Markdown(NO_ANALYSIS, label="What is shown", elem_id="inside-status")
     with gr.Accordion("Where each stage looks (spatial attention)", open=True):
         gr.Markdown("Red = positions that receive much attention at that stage, over the window the "
-                    "model was most sure about. Stage 2 is early (fine detail), stage 5 late (coarse).")
+                    "model was most sure about. Stage 2 is early (fine detail), stage 5 late (coarse). "
+                    "The model sees only the framed region of each frame (the square around what "
+                    "moves, for the gesture models); the rest is dimmed on the left.")
         with gr.Row():
+            view_img = gr.Image(label="What the model saw, on the whole frame", type="numpy", interactive=False,
+                                height=240, elem_id="inside-view", buttons=["download"])
             images = [gr.Image(label=f"Stage {s}", type="numpy", interactive=False, height=240,
                                elem_id=f"inside-spatial-{s}", buttons=["download"]) for s in STAGES]
         with gr.Row():
@@ -223,14 +235,14 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
     def render(analysis_value, stage):
         if analysis_value is None:
             empty = plots.empty("no maps yet")
-            return (NO_ANALYSIS, *([None] * len(STAGES)), gr.update(value=0),
+            return (NO_ANALYSIS, None, *([None] * len(STAGES)), gr.update(value=0),
                     empty, None, plots.empty("no maps yet", 200), empty, empty, "")
         pred = analysis_value.prediction
         if not pred.attention:
             msg = (f"**{analysis_value.video_name}** was recognised without attention maps; tick "
                    "*Also compute the attention maps* in Recognise to see them here.")
             empty = plots.empty("no maps for this video")
-            return (msg, *([None] * len(STAGES)), gr.update(value=0),
+            return (msg, whole_frame_view(pred), *([None] * len(STAGES)), gr.update(value=0),
                     empty, None, plots.empty("no maps", 200), empty, empty, "")
         n = len(pred.frames)
         a, b = pred.window_times[pred.frames_window]
@@ -239,10 +251,10 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
                f"{len(pred.window_times)} ({a:.1f}-{b:.1f} s), the one most sure of it; {n} frames.")
         heat, film, curve_fig = temporal_views(analysis_value, stage)
         d_s, d_t, read = diversity_views(analysis_value)
-        return (msg, *spatial_images(analysis_value, 0), gr.update(value=0, maximum=max(n - 1, 1)),
-                heat, film, curve_fig, d_s, d_t, read)
+        return (msg, whole_frame_view(pred), *spatial_images(analysis_value, 0),
+                gr.update(value=0, maximum=max(n - 1, 1)), heat, film, curve_fig, d_s, d_t, read)
 
-    render_outputs = [status, *images, frame, t_heat, strip_img, curve, div_s, div_t, reading]
+    render_outputs = [status, view_img, *images, frame, t_heat, strip_img, curve, div_s, div_t, reading]
 
     @handler
     def on_frame(analysis_value, f):
@@ -258,12 +270,11 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown, analysis: gr.State) -> di
     @handler
     def export(analysis_value, stage):
         pred = _maps(analysis_value)
-        from core.attention_maps import spatial_overlay, write_video
 
         s = _stage(pred, stage or 5)
         if s.spatial is None:
             raise UserError("this model has no spatial attention (SDA off): nothing to export")
-        frames = spatial_overlay(pred.frames, s.spatial[pred.frames_window])
+        frames = spatial_overlay(enlarge(pred.frames, EXPORT_MIN_SIDE), s.spatial[pred.frames_window])
         out_dir = scratch_dir()
         stem = Path(analysis_value.video_name).stem[:60] or "video"
         path = write_video(frames, out_dir / f"{stem}-stage{s.stage}-attention.mp4",

@@ -2,8 +2,8 @@
 the attention maps the app shows, in fp32 and bf16, with the plain model (optimize=False) and
 the optimized inference copy (the default); where the time goes (prediction.timings: decode,
 preprocess, model, maps). With more than one torch thread, the optimized predictor also runs
-with threads=1 in the same rounds. Also the preprocessing alone, old way (torch.stack of test_transform)
-against Predictor's window_batch (same bits). Variants are timed in interleaved rounds.
+with threads=1 in the same rounds. Also the preprocessing alone (core.data.clips.test_batch on
+every window: crops, resizes, normalisation by table lookup). Variants are timed in interleaved rounds.
 
 Checkpoint: --checkpoint DIR, else the app's default (STMANET_CHECKPOINT, else
 checkpoints/stmanet-r18-gestures as app/config.py names it), else the first folder in checkpoints/, else a
@@ -29,10 +29,10 @@ import torch
 from common import REPO, base_parser, emit, interleave, machine, paired_ratio, precisions, setup, summary
 
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.data.clips import ClipConfig, decode_max_side, test_transform, test_windows
+from core.data.clips import ClipConfig, decode_max_side, test_batch, test_windows
 from core.data.video import probe_video, read_frames
 from core.model import build_model, config_by_name
-from core.predict import Predictor, window_batch
+from core.predict import Predictor
 
 DEMO = REPO.parent / "shared" / "data" / "clips" / "mmaction2_demo_demo.mp4"
 GESTURE_CLASSES = ["attention", "back", "come", "continue", "greeting", "left", "no", "random", "right",
@@ -87,24 +87,16 @@ def pick_checkpoint(arg: str | None, workdir: Path, quick: bool) -> tuple[Path, 
     return folder, "random weights, gesture config (no checkpoint in checkpoints/)"
 
 
-def preprocess_comparison(video: Path, clip_cfg: ClipConfig, repeats: int) -> dict:
-    """The batch of all windows, old way vs window_batch: times and bit-equality."""
+def preprocess_alone(video: Path, clip_cfg: ClipConfig, repeats: int) -> dict:
+    """The batch of all windows through core.data.clips.test_batch: its time alone."""
     info = probe_video(video)
     windows = test_windows(info.num_frames, clip_cfg)
     frames = read_frames(video, np.concatenate(windows), max_side=decode_max_side(info.width, info.height, clip_cfg, False))
     t = clip_cfg.num_frames
     rows = [np.arange(k * t, (k + 1) * t) for k in range(len(windows))]
-    old = lambda: torch.stack([test_transform(frames[r], clip_cfg) for r in rows])  # noqa: E731
-    new = lambda: window_batch(frames, rows, clip_cfg)  # noqa: E731
-    samples = interleave({"test_transform": old, "window_batch": new}, repeats)
-    return {
-        "windows": len(windows),
-        "bit_identical": bool(torch.equal(old(), new())),
-        "test_transform_wall_s": summary(samples["test_transform"]["wall"]),
-        "window_batch_wall_s": summary(samples["window_batch"]["wall"]),
-        "speedup_wall": paired_ratio(samples["test_transform"]["wall"], samples["window_batch"]["wall"]),
-        "speedup_cpu": paired_ratio(samples["test_transform"]["cpu"], samples["window_batch"]["cpu"]),
-    }
+    samples = interleave({"test_batch": lambda: test_batch(frames, rows, clip_cfg)}, repeats)
+    return {"windows": len(windows), "test_batch_wall_s": summary(samples["test_batch"]["wall"]),
+            "test_batch_cpu_s": summary(samples["test_batch"]["cpu"])}
 
 
 def main(argv=None) -> dict:
@@ -185,7 +177,7 @@ def main(argv=None) -> dict:
                 "max_abs_prob_diff": float(f"{np.abs(fp32.probs - bf16.probs).max():.3g}"),
                 "window_top1_agreement": round(float((fp32.window_probs.argmax(1) == bf16.window_probs.argmax(1)).mean()), 3),
             },
-            "preprocess": preprocess_comparison(video, clip_cfg, repeats),
+            "preprocess": preprocess_alone(video, clip_cfg, repeats),
         }
     target = {}
     for r in rows:

@@ -69,6 +69,41 @@ def spatial_overlay(
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
+def enlarge(frames: np.ndarray, min_side: int = 360) -> np.ndarray:
+    """Frames scaled up (Lanczos) so that their short side is at least min_side; as they are when
+    it already is. The model's view of a gesture is often 130-180 px: a video player stretching
+    it to 500 px blurs it, an export at this size stays sharp."""
+    _check_frames(frames)
+    h, w = frames.shape[1:3]
+    if min(h, w) >= min_side:
+        return frames
+    scale = min_side / min(h, w)
+    size = (round(w * scale), round(h * scale))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_LANCZOS4) for f in frames])
+
+
+def view_on_frame(frame: np.ndarray, box: tuple[int, int, int, int], dim: float = 0.4,
+                  color: tuple[int, int, int] = (255, 215, 0), min_side: int = 0) -> np.ndarray:
+    """A whole (H, W, 3) uint8 frame with what lies outside `box` (y0, x0, y1, x1) dimmed to
+    `dim` and the box outlined: the region the model saw, and what it did not. With min_side,
+    the picture is first enlarged (`enlarge`) so its short side is at least that."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be (H,W,3) uint8, got {frame.shape} {frame.dtype}")
+    y0, x0, y1, x1 = box
+    h, w = frame.shape[:2]
+    if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+        raise ValueError(f"box {box} is not inside a {h}x{w} frame")
+    if min(h, w) < min_side:
+        frame = enlarge(frame[None], min_side)[0]
+        sy, sx = frame.shape[0] / h, frame.shape[1] / w
+        (y0, y1), (x0, x1), (h, w) = (round(y0 * sy), round(y1 * sy)), (round(x0 * sx), round(x1 * sx)), frame.shape[:2]
+    out = (frame.astype(np.float32) * dim).astype(np.uint8)
+    out[y0:y1, x0:x1] = frame[y0:y1, x0:x1]
+    thick = max(1, round(min(h, w) / 120))
+    cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, thick)
+    return out
+
+
 def temporal_to_frames(received: np.ndarray, num_input_frames: int) -> np.ndarray:
     """(T_i,) attention per time step of a stage -> (num_input_frames,): each input frame gets the
     value of the step that covers it (step k covers frames [k N / T_i, (k + 1) N / T_i))."""

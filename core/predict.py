@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .data.clips import ClipConfig, _max_crop, _motion_crop, _resize, decode_max_side, normalize, test_windows
+from .data.clips import ClipConfig, decode_max_side, test_batch, test_crop_box, test_windows
 from .data.video import probe_video, read_frames
 from .model.inference import optimize_for_inference, prepare_clip
 from .attention_quality import describe, video_quality
@@ -61,10 +61,14 @@ class Prediction:
     window_probs: np.ndarray  # (W, K)
     window_times: list[tuple[float, float]]  # (start_s, end_s) of each window, for a timeline
     window_indices: list[np.ndarray]  # W x (num_frames,) source frame indices fed to the model
-    frames: np.ndarray  # (num_frames, h, w, 3) uint8: the crop the model saw (model_view), window `frames_window`
+    frames: np.ndarray  # (num_frames, h, w, 3) uint8: the crop the model saw (clips.test_view), window `frames_window`
     frames_window: int  # the window most confident in the top class (the one `frames` shows)
     fps: float  # of the source video (frames / fps = seconds)
     num_frames_used: int  # source frames considered (after max_seconds)
+    # where that crop lies: (y0, x0, y1, x1) in the pixels of `context_frame`, the window's middle
+    # frame whole (as decoded), so a picture can show what the model did not see
+    view_box: tuple[int, int, int, int] | None = None
+    context_frame: np.ndarray | None = None
     attention: list[StageMaps] | None = None  # stages 2..5, when asked for
     diversity: dict[str, np.ndarray | None] | None = None  # {"spatial": (4,4), "temporal": (4,4)}, window mean
     # This video's attention quality per stage (core.attention_quality: concentration, lift) and
@@ -86,6 +90,7 @@ class Prediction:
             "window_probs": _rounded(self.window_probs, 6),
             "window_times": [[round(a, 3), round(b, 3)] for a, b in self.window_times],
             "frames_window": self.frames_window,
+            "view_box": None if self.view_box is None else [int(v) for v in self.view_box],
             "fps": self.fps,
             "num_frames_used": self.num_frames_used,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -225,7 +230,7 @@ class Predictor:
         for first, last in _balanced_batches(len(windows), batch_windows):
             tick = time.perf_counter()
             rows = per_window[first:last]
-            batch = window_batch(decoded, rows, self.clip_cfg)  # (B, 3, T, H, W)
+            batch = test_batch(decoded, rows, self.clip_cfg)  # (B, 3, T, H, W)
             prep_s += time.perf_counter() - tick
             tick = time.perf_counter()
             output = self._forward(batch, with_attention)
@@ -239,6 +244,8 @@ class Predictor:
         probs = window_probs.mean(0)  # (K,)
         order = np.argsort(-probs)[: min(topk, len(probs))]
         best = int(np.argmax(window_probs[:, order[0]]))
+        window = decoded[per_window[best]]  # (T, H, W, 3): what the model's view is cut from
+        box = test_crop_box(window, self.clip_cfg)
         prediction = Prediction(
             topk=[(self.class_names[i], float(probs[i])) for i in order],
             probs=probs,
@@ -246,7 +253,9 @@ class Predictor:
             window_probs=window_probs,
             window_times=[(float(w.min()) / fps, float(w.max() + 1) / fps) for w in windows],
             window_indices=[np.asarray(w) for w in windows],
-            frames=model_view(decoded[per_window[best]], self.clip_cfg),
+            frames=np.ascontiguousarray(window[:, box[0]:box[2], box[1]:box[3]]),
+            view_box=box,
+            context_frame=window[len(window) // 2].copy(),
             frames_window=best,
             fps=float(fps),
             num_frames_used=int(n),
@@ -334,53 +343,6 @@ def _window_notes(n: int, windows: list[np.ndarray], cfg: ClipConfig) -> list[st
         if possible > len(windows):
             notes.append(f"{possible} windows thinned to {len(windows)} evenly spaced ones (clip config max_windows)")
     return notes
-
-
-def model_view(frames: np.ndarray, cfg: ClipConfig) -> np.ndarray:
-    """The region of a window's frames that `test_transform` feeds the model (motion box when
-    cfg.motion_crop, then the largest centre crop with the model's aspect), kept at the decoded
-    resolution: sharp enough to draw attention overlays on. (T, H, W, 3) -> (T, h, w, 3).
-    Uses the clips module's own crop helpers so it cannot drift from test_transform."""
-    return np.ascontiguousarray(_model_crop(frames, cfg))
-
-
-def _model_crop(frames: np.ndarray, cfg: ClipConfig) -> np.ndarray:
-    """model_view without the copy: a view into `frames` (motion box, then centre crop)."""
-    frames = _motion_crop(frames, cfg)
-    h, w = frames.shape[1:3]
-    max_h, max_w = _max_crop(h, w, cfg.width / cfg.height)
-    ch, cw = min(h, max(1, round(max_h))), min(w, max(1, round(max_w)))
-    y, x = (h - ch) // 2, (w - cw) // 2
-    return frames[:, y : y + ch, x : x + cw]
-
-
-def window_batch(decoded: np.ndarray, rows: list[np.ndarray], cfg: ClipConfig) -> torch.Tensor:
-    """torch.stack([test_transform(decoded[r], cfg) for r in rows]), bit for bit, without torch's
-    elementwise ops: the same crop (`_model_crop`) and uint8 resize (`clips._resize`), then one
-    table lookup per channel from uint8 to the normalised float (`_normalise_table`).
-
-    Why: torch runs to-float, /255 and normalise as separate multi-threaded passes over each
-    clip; on a loaded 2-core machine they cost more than the whole model of a narrow checkpoint
-    (bench/predict_e2e.py). A lookup is one single-threaded pass.
-    """
-    t, h, w = cfg.num_frames, cfg.height, cfg.width
-    table = _normalise_table(cfg)
-    out = np.empty((len(rows), 3, t, h, w), np.float32)
-    for b, r in enumerate(rows):
-        frames = decoded[r]
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be (T,H,W,3) uint8, got {frames.shape} {frames.dtype}")
-        small = _resize(_model_crop(frames, cfg), h, w)  # (T, h, w, 3) uint8
-        for c in range(3):
-            np.take(table[c], small[..., c], out=out[b, c])
-    return torch.from_numpy(out)
-
-
-def _normalise_table(cfg: ClipConfig) -> np.ndarray:
-    """(3, 256) float32: what test_transform's float conversion, /255 and `clips.normalize` make
-    of each uint8 value, by those very torch operations (so lookups are bit-identical)."""
-    values = torch.arange(256, dtype=torch.uint8).float().div_(255.0)  # as clips._to_clip
-    return normalize(values.view(1, 256, 1, 1).expand(3, 256, 1, 1), cfg).reshape(3, 256).numpy()
 
 
 def collect_maps(outputs) -> tuple[list[StageMaps], dict[str, np.ndarray | None]]:

@@ -10,8 +10,11 @@ import time
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+
+from core.data.video import probe_video
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -95,11 +98,18 @@ def test_recognise_real_clip_and_look_inside(client, shared_data):
     assert len(images) == 4 and all(Path(p).is_file() for p in images)
     rendered = client.predict(5, api_name="/inside_render")
     assert "| stage 3 |" in rendered[-1] and "on-motion lift" in rendered[-1]  # this video's attention quality
+    whole = cv2.imread(rendered[1])  # the whole frame (BGR here), the model's view outlined, the rest dimmed
+    info = probe_video(clip)
+    assert abs(whole.shape[1] / whole.shape[0] - info.width / info.height) < 0.05
+    b, g, r = (whole[..., k].astype(int) for k in range(3))
+    assert ((b < 90) & (g > 150) & (r > 190)).sum() >= whole.shape[0]  # the yellow outline (lossy image format)
     heat, strip, curve = client.predict(4, api_name="/inside_temporal")
     assert json.loads(heat["plot"])["data"][0]["type"] == "heatmap" and Path(strip).is_file()
     video, download = client.predict(5, api_name="/export_overlay")
     video_path = video["video"] if isinstance(video, dict) else video
     assert Path(video_path).suffix in (".mp4", ".webm") and Path(video_path).stat().st_size > 0
+    exported = probe_video(video_path)
+    assert min(exported.width, exported.height) >= 360  # sharp when the player enlarges it
     facts_md, facts = client.predict("tiny", api_name="/checkpoint_facts")
     assert facts["classes"] == CLASSES and facts["params"] > 0 and facts["gflops"] > 0
     assert "GFLOPs per clip" in facts_md

@@ -99,3 +99,20 @@ def test_write_video_falls_back_to_webm_without_pyav(tmp_path, monkeypatch):
         count += 1
     cap.release()
     assert count == 6
+
+
+def test_enlarge_and_view_on_frame():
+    from core.attention_maps import enlarge, view_on_frame
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 150, 140, 3), dtype=np.uint8)
+    big = enlarge(frames, 360)
+    assert big.shape == (3, round(150 * 360 / 140), 360, 3) and big.dtype == np.uint8
+    assert enlarge(big, 360) is big  # already large enough: untouched
+    frame = np.full((100, 200, 3), 200, np.uint8)
+    out = view_on_frame(frame, (20, 50, 80, 150), dim=0.5)
+    assert (out[50, 100] == 200).all() and (out[5, 5] == 100).all()  # inside kept, outside dimmed
+    assert tuple(out[20, 100]) == (255, 215, 0)  # the outline
+    with pytest.raises(ValueError, match="not inside"):
+        view_on_frame(frame, (0, 0, 120, 50))
+    small = view_on_frame(frame[:50, :100], (10, 25, 40, 75), dim=0.5, min_side=200)  # enlarged 4x first
+    assert small.shape == (200, 400, 3) and tuple(small[40, 200]) == (255, 215, 0) and (small[100, 200] == 200).all()

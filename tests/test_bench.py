@@ -14,11 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.data.clips import ClipConfig, test_transform
-from core.data.video import read_video
 from core.model import build_model, config_by_name
 from core.model.inference import FastSTMANet, _pool_to, optimize_for_inference, prepare_clip
-from core.predict import window_batch
 from conftest import needs_cpu_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,15 +197,6 @@ def test_pool_is_the_adaptive_pool():
         pooled = _pool_to(z, (2, 4, 4))
         assert pooled.dtype == dtype and pooled.is_contiguous(memory_format=torch.channels_last_3d)
         torch.testing.assert_close(pooled.float(), F.adaptive_avg_pool3d(z.float(), (2, 4, 4)), atol=tol, rtol=tol)
-
-
-@pytest.mark.parametrize("motion_crop", [True, False])
-def test_window_batch_is_test_transform_bit_for_bit(make_video, tmp_path, motion_crop):
-    frames, _ = read_video(make_video(tmp_path / "v.avi", 24, width=96, height=64))
-    cfg = ClipConfig(num_frames=8, stride=1, height=40, width=48, motion_crop=motion_crop)
-    rows = [np.arange(0, 8), np.arange(8, 16), np.arange(16, 24) % 20]
-    expected = torch.stack([test_transform(frames[r], cfg) for r in rows])
-    assert torch.equal(window_batch(frames, rows, cfg), expected)
 
 
 def test_predictor_threads_and_balanced_batches(tiny_checkpoint, make_video, tmp_path):

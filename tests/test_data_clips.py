@@ -192,3 +192,19 @@ def test_segment_sampling_by_hand_and_by_time():
         assert np.all(idx >= np.floor(edges[:-1])) and np.all(idx < np.maximum(edges[1:], edges[:-1] + 1))
     with pytest.raises(ValueError, match="sampling"):
         ClipConfig(sampling="random")
+
+
+@pytest.mark.parametrize("motion_crop", [True, False])
+def test_test_batch_is_the_torch_path_bit_for_bit(make_video, tmp_path, motion_crop):
+    """The lookup-table normalisation gives exactly what torch's float ops give on the same crop."""
+    from core.data.clips import _to_clip, test_batch, test_view
+    from core.data.video import read_video
+
+    frames, _ = read_video(make_video(tmp_path / "v.avi", 24, width=96, height=64))
+    cfg = ClipConfig(num_frames=8, stride=1, height=40, width=48, motion_crop=motion_crop)
+    rows = [np.arange(0, 8), np.arange(8, 16), np.arange(16, 24) % 20]
+    expected = torch.stack([_to_clip(test_view(frames[r], cfg), cfg, flip=False) for r in rows])
+    assert torch.equal(test_batch(frames, rows, cfg), expected)
+    assert torch.equal(test_transform(frames[rows[1]], cfg), expected[1])
+    with pytest.raises(ValueError, match="needs 8 frames"):
+        test_batch(frames, [np.arange(5)], cfg)

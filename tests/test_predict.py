@@ -11,7 +11,7 @@ import torch
 from core import predict as pr
 from core.attention_maps import write_video
 from core.checkpoint import load_checkpoint
-from core.data.clips import test_transform, test_windows
+from core.data.clips import test_crop_box, test_transform, test_view, test_windows
 from core.data.dataset import load_test_clips
 from core.data.video import VideoError, probe_video
 from conftest import needs_cpu_bf16
@@ -96,17 +96,38 @@ def test_attention_quality_of_one_video(predictor, moving_square):
                                  "(all of it on one cell: a peak, not a region)."]
 
 
-def test_model_view_is_what_test_transform_sees(predictor):
+def test_test_view_is_what_test_transform_sees(predictor):
     frames = np.full((8, 120, 200, 3), 60, np.uint8)
     for i in range(8):  # something moving in the left part of a still scene
         frames[i, 40:60, 20 + 4 * i : 40 + 4 * i] = 250
     sizes = []
     for cfg in (predictor.clip_cfg, predictor.clip_cfg.replace(motion_crop=True)):
-        view = pr.model_view(frames, cfg)
+        view = test_view(frames, cfg)
+        y0, x0, y1, x1 = test_crop_box(frames, cfg)
+        assert view.shape[1:3] == (y1 - y0, x1 - x0) and np.shares_memory(view, frames)
         sizes.append(view.shape[1:3])
-        again = test_transform(view, cfg.replace(motion_crop=False))
+        again = test_transform(np.ascontiguousarray(view), cfg.replace(motion_crop=False))
         assert torch.allclose(again, test_transform(frames, cfg), atol=1e-5)
     assert sizes[0] == (120, 120) and sizes[1][0] < 120  # centre square; motion box is tighter
+
+
+def test_prediction_says_where_the_model_looked_on_the_whole_frame(predictor, tmp_path):
+    frames = np.full((16, 96, 160, 3), 50, np.uint8)
+    for i in range(16):  # a square moving on the right of a still scene
+        frames[i, 30:50, 100 + 2 * i : 120 + 2 * i] = 240
+    video = write_video(frames, tmp_path / "right.mp4", fps=10)
+    cfg = predictor.clip_cfg
+    predictor.clip_cfg = cfg.replace(motion_crop=True)
+    try:
+        result = predictor.predict(video)
+    finally:
+        predictor.clip_cfg = cfg
+    y0, x0, y1, x1 = result.view_box
+    assert result.context_frame.shape[:2] == (96, 160) and result.frames.shape[1:3] == (y1 - y0, x1 - x0)
+    assert x0 > 40 and x1 <= 160  # the box is around the moving square, on the right
+    window = result.context_frame[y0:y1, x0:x1]
+    assert np.array_equal(window, result.frames[len(result.frames) // 2])  # the crop is cut from that frame
+    assert result.to_dict()["view_box"] == [y0, x0, y1, x1]
 
 
 def test_short_video_cap_and_frames_in_memory(predictor, tmp_path):

@@ -252,15 +252,58 @@ def train_transform(
     return _to_clip(frames[:, y : y + ch, x : x + cw], cfg, flip)
 
 
-def test_transform(frames: np.ndarray, cfg: ClipConfig) -> torch.Tensor:
-    """(T,H,W,3) uint8 RGB -> (3,T,height,width) float: largest centre crop with the target aspect."""
-    _check_frames_array(frames)
-    frames = _motion_crop(frames, cfg)
+def test_crop_box(frames: np.ndarray, cfg: ClipConfig) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1) in `frames`' pixels of what a test clip shows the model: the motion box
+    (cfg.motion_crop), then the largest centre crop of it with the model's aspect."""
     h, w = frames.shape[1:3]
-    max_h, max_w = _max_crop(h, w, cfg.width / cfg.height)
-    ch, cw = min(h, max(1, round(max_h))), min(w, max(1, round(max_w)))
-    y, x = (h - ch) // 2, (w - cw) // 2
-    return _to_clip(frames[:, y : y + ch, x : x + cw], cfg, flip=False)
+    y0, x0, y1, x1 = motion_box(frames, min_side=ROI_MIN_SIDE) if cfg.motion_crop else (0, 0, h, w)
+    bh, bw = y1 - y0, x1 - x0
+    max_h, max_w = _max_crop(bh, bw, cfg.width / cfg.height)
+    ch, cw = min(bh, max(1, round(max_h))), min(bw, max(1, round(max_w)))
+    y, x = y0 + (bh - ch) // 2, x0 + (bw - cw) // 2
+    return y, x, y + ch, x + cw
+
+
+def test_view(frames: np.ndarray, cfg: ClipConfig) -> np.ndarray:
+    """The region of (T,H,W,3) frames a test clip feeds the model, at their own resolution (a view)."""
+    y0, x0, y1, x1 = test_crop_box(frames, cfg)
+    return frames[:, y0:y1, x0:x1]
+
+
+def test_batch(frames: np.ndarray, rows: list[np.ndarray], cfg: ClipConfig) -> torch.Tensor:
+    """(B,3,T,height,width) test clips, one per index array in `rows` (frames[rows[b]]): the test
+    crop, the uint8 resize, then one table lookup per channel from uint8 to the normalised float.
+
+    Bit for bit what `_to_clip` makes of the same crop (tests/test_data_clips.py), without torch's
+    elementwise ops: torch runs to-float, /255 and normalise as separate multi-threaded passes,
+    which on a loaded 2-core machine cost more than a narrow model's whole forward
+    (bench/predict_e2e.py); a lookup is one single-threaded pass.
+    """
+    t, h, w = cfg.num_frames, cfg.height, cfg.width
+    table = _normalise_table(cfg)
+    out = np.empty((len(rows), 3, t, h, w), np.float32)
+    for b, r in enumerate(rows):
+        window = frames[r]
+        _check_frames_array(window)
+        if len(window) != t:
+            raise ValueError(f"a test clip needs {t} frames, got {len(window)}")
+        small = _resize(test_view(window, cfg), h, w)  # (T, h, w, 3) uint8
+        for c in range(3):
+            np.take(table[c], small[..., c], out=out[b, c])
+    return torch.from_numpy(out)
+
+
+def test_transform(frames: np.ndarray, cfg: ClipConfig) -> torch.Tensor:
+    """(T,H,W,3) uint8 RGB -> (3,T,height,width) float: `test_batch` of one clip."""
+    _check_frames_array(frames)
+    return test_batch(frames, [np.arange(len(frames))], cfg.replace(num_frames=len(frames)))[0]
+
+
+def _normalise_table(cfg: ClipConfig) -> np.ndarray:
+    """(3, 256) float32: what `_to_clip`'s float conversion, /255 and `normalize` make of each
+    uint8 value, by those very torch operations (so lookups are bit-identical)."""
+    values = torch.arange(256, dtype=torch.uint8).float().div_(255.0)  # as _to_clip
+    return normalize(values.view(1, 256, 1, 1).expand(3, 256, 1, 1), cfg).reshape(3, 256).numpy()
 
 
 def _stats(clip: torch.Tensor, cfg: ClipConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,5 +335,5 @@ def clip_to_frames(clip: torch.Tensor, cfg: ClipConfig) -> np.ndarray:
 
 # Named after the paper's train/test protocol, not pytest tests: keep pytest from collecting them
 # when a test module imports them.
-test_windows.__test__ = False  # type: ignore[attr-defined]
-test_transform.__test__ = False  # type: ignore[attr-defined]
+for _name in ("test_windows", "test_transform", "test_crop_box", "test_view", "test_batch"):
+    globals()[_name].__test__ = False
