@@ -383,3 +383,16 @@ def test_mixup_changes_training_and_resumes_as_if_uninterrupted(rhythm_data, ref
     assert_same_weights(weights(tmp_path / "parts"), weights(tmp_path / "whole"))
     blended, plain = weights(tmp_path / "whole"), weights(reference)  # reference: the same run without mixup
     assert any(not torch.equal(blended[k], plain[k]) for k in plain)
+
+
+def test_optimizers_use_the_fused_kernels_where_torch_has_them():
+    from core.train import make_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), torch.nn.BatchNorm3d(4))
+    for name in ("sgd", "adamw"):
+        opt = make_optimizer(TrainConfig(optimizer=name, weight_decay=0.1), model)
+        assert opt.defaults["fused"] is True
+        assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]  # no decay on BN and biases
+    ints = torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)
+    from core.train import _fused_optimizers
+    assert not _fused_optimizers([ints]) and not _fused_optimizers([])
