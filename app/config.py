@@ -23,11 +23,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.preview import PLAYABLE_CONTAINERS
+
 REPO = Path(__file__).resolve().parents[1]
-# Containers a browser's <video> plays: only these are offered as examples (others still work
-# when uploaded, but the player cannot preview them).
-BROWSER_VIDEO_EXTENSIONS = (".mp4", ".webm", ".m4v", ".mov", ".ogv")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv", ".3gp")
 
 
 def _env_path(name: str) -> Path | None:
@@ -140,6 +138,7 @@ class AppConfig:
             return []
         vids = sorted(
             p for p in self.examples_dir.rglob("*")
-            if p.is_file() and p.suffix.lower() in BROWSER_VIDEO_EXTENSIONS and not p.name.startswith(".")
+            # examples are offered in containers the browser plays (core.preview); uploads of others get a preview
+            if p.is_file() and p.suffix.lower() in PLAYABLE_CONTAINERS and not p.name.startswith(".")
         )
         return [str(p) for p in vids[:limit]]

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from core.checkpoint import CheckpointError
+from core.checkpoint import CONFIG, WEIGHTS, CheckpointError, saved_stamp, unusable_reason
 from core.data.video import VideoError
 from core.runs import (
     PathNotAllowedError,
@@ -194,15 +194,7 @@ class AppContext:
         folder = Path(self.config.checkpoint)
         if any(path == str(folder.resolve()) for _, _, path in self._checkpoint_table()):
             return None
-        if not folder.is_dir():
-            reason = "the folder does not exist"
-        elif not (folder / "config.json").is_file():
-            reason = "it has no config.json"
-        else:
-            pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt"))
-            reason = "it has no model.safetensors" + (
-                f" ({', '.join(pickles)} is a pickle, which this app never loads: it can run code; "
-                "convert it to safetensors)" if pickles else "")
+        reason = unusable_reason(folder) or "it could not be listed"
         fallback = self.default_checkpoint()
         served = f"serving '{fallback}' instead" if fallback else "no other model is available"
         return f"The start checkpoint '{folder.name}' cannot be used: {reason}; {served}."
@@ -211,7 +203,7 @@ class AppContext:
         return (
             f"No model checkpoint was found (looked in {self.config.checkpoints_dir.name}/"
             + (f" and {self.config.checkpoint}" if self.config.checkpoint else "")
-            + "). Put a checkpoint folder (model.safetensors + config.json) there, or set "
+            + f"). Put a checkpoint folder ({WEIGHTS} + {CONFIG}) there, or set "
             "STMANET_CHECKPOINT, then restart the app."
         )
 
@@ -235,12 +227,8 @@ class AppContext:
 
     @staticmethod
     def _stamp(path: str) -> tuple:
-        """Changes when the folder's weights are rewritten (a run saves every epoch)."""
-        try:
-            st = (Path(path) / "config.json").stat()
-            return (path, st.st_mtime_ns, st.st_size)
-        except OSError:
-            return (path, None, None)
+        """Changes when the folder's checkpoint is saved again (a run saves every epoch)."""
+        return (path, *saved_stamp(path))
 
     def predictor(self, checkpoint: str | None):
         """A loaded `core.predict.Predictor` for a listed checkpoint key (cached; reloaded when
@@ -274,25 +262,12 @@ class AppContext:
         with self._lock:
             if stamp in self._facts:
                 return self._facts[stamp]
-        pred = self.predictor(checkpoint)
-        ckpt = _loaded_checkpoint(pred)
-        model = ckpt.model
-        clip = ckpt.clip_cfg
-        facts = {
-            "name": self.key_of(path) or Path(path).name,
-            "classes": list(ckpt.class_names),
-            "model": ckpt.model_cfg.to_dict(),
-            "clip": clip.to_dict() if hasattr(clip, "to_dict") else dict(vars(clip)),
-            "params": sum(p.numel() for p in model.parameters()),
-            "gflops": _gflops_per_clip(model, clip),
-            "metrics": dict((ckpt.meta or {}).get("metrics") or {}),
-            "training": self.runs.public(dict((ckpt.meta or {}).get("training") or {})),
-            "data_source": self.runs.public((ckpt.meta or {}).get("data_source")),
-        }
+        facts = self.predictor(checkpoint).facts()
+        facts.update(name=self.key_of(path) or Path(path).name, training=self.runs.public(facts["training"]),
+                     data_source=self.runs.public(facts["data_source"]))
         with self._lock:
             self._facts[stamp] = facts
         return facts
-
 
     def warm_up(self) -> None:
         """Load the default model and count its FLOPs now, so the first visitor doesn't wait."""
@@ -304,32 +279,6 @@ class AppContext:
             log.info("warmed up checkpoint %s", key)
         except Exception:  # noqa: BLE001 - the page will say what is wrong when asked
             log.exception("warming up checkpoint %s failed", key)
-
-
-def _loaded_checkpoint(pred) -> Any:
-    """The LoadedCheckpoint behind a Predictor (attribute name not fixed by the interface)."""
-    for name in ("checkpoint", "ckpt", "loaded"):
-        value = getattr(pred, name, None)
-        if value is not None and hasattr(value, "model"):
-            return value
-    raise UserError("this predictor does not expose its checkpoint")
-
-
-def _gflops_per_clip(model, clip_cfg) -> float | None:
-    """Forward FLOPs of one clip at the checkpoint's clip size, counted by torch."""
-    try:
-        import torch
-        from torch.utils.flop_counter import FlopCounterMode
-
-        x = torch.zeros(1, 3, clip_cfg.num_frames, clip_cfg.height, clip_cfg.width)
-        device = next(model.parameters()).device
-        counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), counter:
-            model(x.to(device))
-        return counter.get_total_flops() / 1e9
-    except Exception:  # noqa: BLE001 - a fact we can live without
-        log.exception("counting FLOPs failed")
-        return None
 
 
 def env_flag(name: str, default: bool = False) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.checkpoint import read_meta
 from core.runs import ACTIVE_STATES, push_run
 
 from . import plots
@@ -94,7 +95,7 @@ def build_config(ctx: AppContext, source, zip_file, folder, layout, layout_root,
         values.update(model=name, base_width=width, stride=1, height=112, width=112)
     else:
         ckpt = ctx.allowed_checkpoint(start_from)  # a listed checkpoint's folder
-        meta = json.loads((Path(ckpt) / "config.json").read_text())
+        meta = read_meta(Path(ckpt))
         clip = meta.get("clip") or {}
         # Fine-tune on clips cut the way the checkpoint was trained (sampling, motion crop, size).
         values.update(init_checkpoint=ckpt, stride=int(clip.get("stride", 1)),
@@ -127,7 +128,7 @@ def build_config(ctx: AppContext, source, zip_file, folder, layout, layout_root,
 
 def _default_frames(ctx: AppContext) -> int:
     try:
-        meta = json.loads((Path(ctx.allowed_checkpoint(None)) / "config.json").read_text())
+        meta = read_meta(Path(ctx.allowed_checkpoint(None)))
         return int((meta.get("clip") or {}).get("num_frames", 16))
     except (ValueError, OSError):
         return 16
@@ -272,7 +273,7 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
         """Frames per clip default to what the starting checkpoint was trained with."""
         if not choice or choice in NEW_MODELS:
             return gr.update(value=16)
-        meta = json.loads((Path(ctx.allowed_checkpoint(choice)) / "config.json").read_text())
+        meta = read_meta(Path(ctx.allowed_checkpoint(choice)))
         return gr.update(value=int((meta.get("clip") or {}).get("num_frames", 16)))
 
     start_from.change(on_start_from, start_from, frames, api_name="finetune_start_from",

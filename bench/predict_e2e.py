@@ -28,7 +28,7 @@ import torch
 
 from common import REPO, base_parser, emit, interleave, machine, paired_ratio, precisions, setup, summary
 
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import is_complete, load_checkpoint, save_checkpoint
 from core.data.clips import ClipConfig, decode_max_side, test_batch, test_windows
 from core.data.video import probe_video, read_frames
 from core.model import build_model, config_by_name
@@ -62,7 +62,7 @@ def app_default_checkpoint() -> Path | None:
         return Path(os.environ["STMANET_CHECKPOINT"])
     match = re.search(r'^DEFAULT_CHECKPOINT = "([^"]+)"', (REPO / "app" / "config.py").read_text(), re.M)
     folder = REPO / "checkpoints" / (match.group(1) if match else "")
-    return folder if match and (folder / "config.json").is_file() else None
+    return folder if match and is_complete(folder) else None
 
 
 def pick_checkpoint(arg: str | None, workdir: Path, quick: bool) -> tuple[Path, str]:
@@ -72,7 +72,7 @@ def pick_checkpoint(arg: str | None, workdir: Path, quick: bool) -> tuple[Path, 
     default = None if quick else app_default_checkpoint()
     if default is not None:
         return default, f"the app's default ({default.relative_to(REPO) if default.is_relative_to(REPO) else default})"
-    shipped = sorted(p for p in (REPO / "checkpoints").glob("*") if (p / "config.json").is_file())
+    shipped = sorted(p for p in (REPO / "checkpoints").glob("*") if is_complete(p))
     if shipped and not quick:
         return shipped[0], "first folder in checkpoints/"
     torch.manual_seed(0)

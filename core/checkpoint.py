@@ -390,6 +390,38 @@ def _locate_files(source: Path) -> tuple[Path, Path]:
     )
 
 
+def is_complete(folder: str | Path) -> bool:
+    """Whether `folder` holds a whole checkpoint: weights and config (written last, so its
+    presence marks a save that finished)."""
+    folder = Path(folder)
+    return (folder / CONFIG).is_file() and (folder / WEIGHTS).is_file()
+
+
+def unusable_reason(folder: str | Path) -> str | None:
+    """Why `folder` cannot be loaded as a checkpoint, in words, or None when it is complete."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "the folder does not exist"
+    if not (folder / CONFIG).is_file():
+        return f"it has no {CONFIG}"
+    if not (folder / WEIGHTS).is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt"))
+        return f"it has no {WEIGHTS}" + (
+            f" ({', '.join(pickles)} is a pickle, which is never loaded here: it can run code; convert it "
+            "to safetensors)" if pickles else "")
+    return None
+
+
+def saved_stamp(folder: str | Path) -> tuple:
+    """Changes whenever the checkpoint in `folder` is saved again (its config is written last):
+    (mtime_ns, size) of the config, or (None, None) without one."""
+    try:
+        st = (Path(folder) / CONFIG).stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None, None
+
+
 def read_meta(folder: Path) -> dict:
     path = Path(folder) / CONFIG
     try:

@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError, download_checkpoint, load_checkpoint, push_to_hub
+from .checkpoint import CARD, CONFIG, WEIGHTS, CheckpointError, download_checkpoint, load_checkpoint, push_to_hub
 
 
 def pull(repo_id: str, destination: str | Path, token: str | None = None, revision: str | None = None) -> Path:
@@ -25,7 +25,7 @@ def pull(repo_id: str, destination: str | Path, token: str | None = None, revisi
     source = download_checkpoint(repo_id, revision=revision, token=token)
     destination = Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json", "README.md"):
+    for name in (WEIGHTS, CONFIG, CARD):
         if (source / name).is_file():
             shutil.copyfile(source / name, destination / name)
     load_checkpoint(destination)  # a download that does not load is an error now, not in the app later

@@ -32,6 +32,7 @@ import torch
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .data.clips import ClipConfig, decode_max_side, test_batch, test_crop_box, test_windows
 from .data.video import probe_video, read_frames
+from .model import forward_flops
 from .model.inference import optimize_for_inference, prepare_clip
 from .attention_quality import describe, video_quality
 from .capability import DEVICE_CHOICES, bf16_skip_reason, bf16_supported, resolve_device, with_cpu_fallback
@@ -158,6 +159,24 @@ class Predictor:
         self.precision = "fp32" if why_not else precision
         self._precision_note = f"bf16 not used ({why_not}): ran in fp32" if why_not else None
         self._device_notes: list[str] = []  # e.g. an MPS fallback to the CPU, said in every later result
+
+    def facts(self) -> dict:
+        """What this model is, for a page or a report: classes, model and clip configs, parameters,
+        GFLOPs of one clip's forward (counted, not timed), and the checkpoint's metrics, training
+        settings and data source as saved."""
+        loaded = self.checkpoint
+        meta = loaded.meta or {}
+        clip = self.clip_cfg
+        return {
+            "classes": list(self.class_names),
+            "model": loaded.model_cfg.to_dict(),
+            "clip": clip.to_dict(),
+            "params": sum(p.numel() for p in loaded.model.parameters()),
+            "gflops": forward_flops(loaded.model_cfg, clip.num_frames, clip.height, clip.width) / 1e9,
+            "metrics": dict(meta.get("metrics") or {}),
+            "training": dict(meta.get("training") or {}),
+            "data_source": meta.get("data_source"),
+        }
 
     # ------------------------------------------------------------------ entry points
 

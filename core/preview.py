@@ -1,6 +1,6 @@
 """A copy of a video the browser can play, for showing only: recognition reads the original.
 
-Chromium plays H.264, VP8, VP9 and AV1 in MP4, MOV, WebM and Matroska; an AVI (MJPG, XviD), a
+Chromium plays H.264, VP8, VP9, AV1 (and Theora in Ogg) in MP4, MOV, WebM, Matroska and Ogg; an AVI (MJPG, XviD), a
 GIF, WMV, FLV, MPEG-1/2 or 3GP upload gets "Video not playable" instead. `browser_preview` writes
 such a file as H.264 MP4 (PyAV's libx264, yuv420p, +faststart), capped in length, frame rate
 and size so that a long upload cannot make a large preview; `needs_preview` says which files
@@ -15,8 +15,8 @@ from pathlib import Path
 from .attention_maps import write_video
 from .data.video import probe_video, read_video
 
-PLAYABLE_CONTAINERS = (".mp4", ".m4v", ".mov", ".webm", ".mkv")
-PLAYABLE_CODECS = ("h264", "vp8", "vp9", "av1")
+PLAYABLE_CONTAINERS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".ogv")
+PLAYABLE_CODECS = ("h264", "vp8", "vp9", "av1", "theora")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .checkpoint import portable
+from .checkpoint import is_complete, portable, unusable_reason
 from .memory import MemoryEstimate, training_memory
 from .train import TrainConfig, run_model_config, train
 
@@ -305,8 +305,8 @@ def push_run(
             folder = resolve_data_path(folder, allowed_roots, kind="dir")
         except PathNotAllowedError as exc:
             raise PushError(f"that checkpoint cannot be pushed: {exc}") from None
-    if not (folder / "config.json").is_file():
-        raise PushError(f"'{folder.name}' is not a checkpoint folder (no config.json)")
+    if not is_complete(folder):
+        raise PushError(f"'{folder.name}' is not a checkpoint folder ({unusable_reason(folder)})")
     if push_fn is None:
         from core.checkpoint import push_to_hub as push_fn  # noqa: N813
     log.info("pushing checkpoint %s to hub repo %s", folder, repo_id)  # never the token
@@ -548,20 +548,20 @@ class RunManager:
     # -- checkpoints ---------------------------------------------------------------------------
     def list_checkpoints(self) -> list[tuple[str, str]]:
         """(label, folder) for every loadable checkpoint: the shipped ones, then the runs'
-        (newest first). A folder counts once it has config.json and model.safetensors."""
+        (newest first). A folder counts once it is complete (`checkpoint.is_complete`)."""
         out: list[tuple[str, str]] = []
         seen: set[str] = set()
 
         def add(label: str, folder: Path) -> None:
             key = str(folder.resolve())
-            if key not in seen and _is_checkpoint(folder):
+            if key not in seen and is_complete(folder):
                 seen.add(key)
                 out.append((label, key))
 
         for extra in self.extra_checkpoints:
             add(extra.name, extra)
         if self.checkpoints_root is not None and self.checkpoints_root.is_dir():
-            if _is_checkpoint(self.checkpoints_root):
+            if is_complete(self.checkpoints_root):
                 add(self.checkpoints_root.name, self.checkpoints_root)
             for sub in sorted(self.checkpoints_root.iterdir()):
                 if sub.is_dir():
@@ -682,7 +682,7 @@ class RunManager:
             if state not in ("interrupted", "stopped", "failed"):
                 raise ValueError(f"run {run_dir.name} is {state}: only an interrupted, stopped or "
                                  "failed run can be resumed")
-            if not (run_dir / CHECKPOINT_SUBDIR / "config.json").is_file():
+            if not is_complete(run_dir / CHECKPOINT_SUBDIR):
                 raise ValueError(f"run {run_dir.name} saved no checkpoint yet: start it again instead")
             values = dict(rec.get("config") or {})
             values = self._confine(values)
@@ -772,7 +772,7 @@ class RunManager:
             stopped = bool(getattr(result, "stopped", act.stop_event.is_set()))
             error = getattr(result, "error", None)  # the run ended itself (e.g. non-finite loss)
             ckpt = getattr(result, "checkpoint_dir", None)
-            if ckpt is None and (run_dir / CHECKPOINT_SUBDIR / "config.json").is_file():
+            if ckpt is None and is_complete(run_dir / CHECKPOINT_SUBDIR):
                 ckpt = run_dir / CHECKPOINT_SUBDIR
             if error:
                 state, message = "failed", "ended early: " + scrub(str(error))
@@ -950,10 +950,6 @@ def _tree_bytes(root: Path) -> int:
     if not root.is_dir():
         return 0
     return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def _is_checkpoint(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
 
 def _progress(rec: dict, steps: list[dict]) -> float:

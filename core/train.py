@@ -663,7 +663,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: thread
             dist.barrier()
         if stopped:
             break
-    result = TrainResult(run_dir, last_saved, best_dir if (best_dir / "config.json").exists() else None,
+    result = TrainResult(run_dir, last_saved, best_dir if (best_dir / CONFIG).exists() else None,
                          history, stopped, error)
     if d.main:
         emit({"event": "done", "stopped": stopped, "error": error,

@@ -305,3 +305,32 @@ def test_replace_classifier_for_fine_tuning(tmp_path):
     assert new(clip_batch()).logits.shape == (2, 5)
     folder = save_checkpoint(tmp_path / "ft", new, CLIP, list("abcde"))
     assert load_checkpoint(folder, expected_classes=5).model_cfg.num_classes == 5
+
+
+def test_the_checkpoint_questions_others_ask(tiny_checkpoint, tmp_path):
+    """Whether a folder is a whole checkpoint, why not, and a stamp that moves on each save: asked
+    here, so no caller needs to know the file names."""
+    from core.checkpoint import is_complete, saved_stamp, unusable_reason
+
+    assert is_complete(tiny_checkpoint) and unusable_reason(tiny_checkpoint) is None
+    assert saved_stamp(tiny_checkpoint)[0] is not None and saved_stamp(tmp_path / "none") == (None, None)
+    assert unusable_reason(tmp_path / "none") == "the folder does not exist"
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "model.pt").write_bytes(b"pickle")
+    assert unusable_reason(half) == "it has no config.json"
+    shutil.copyfile(tiny_checkpoint / "config.json", half / "config.json")
+    assert not is_complete(half)
+    assert unusable_reason(half).startswith("it has no model.safetensors (model.pt is a pickle")
+
+
+def test_predictor_facts(tiny_checkpoint):
+    from core.model import forward_flops
+    from core.predict import Predictor
+
+    facts = Predictor(tiny_checkpoint, device="cpu").facts()
+    loaded = load_checkpoint(tiny_checkpoint)
+    clip = loaded.clip_cfg
+    assert facts["classes"] == list(loaded.class_names) and facts["model"] == loaded.model_cfg.to_dict()
+    assert facts["params"] == sum(p.numel() for p in loaded.model.parameters())
+    assert facts["gflops"] == forward_flops(loaded.model_cfg, clip.num_frames, clip.height, clip.width) / 1e9 > 0

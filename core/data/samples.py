@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Extensions the folder readers pick up (lower case, with the dot).
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".gif", ".mpg", ".m4v")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".gif", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".3gp", ".ogv")
 
 
 @dataclass(frozen=True)

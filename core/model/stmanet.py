@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .backbone import conv_bn, kaiming_init, make_stages
 from .configs import STMANetConfig
@@ -96,3 +97,14 @@ class STMANet(nn.Module):
 
 def build_model(cfg: STMANetConfig) -> STMANet:
     return STMANet(cfg)
+
+
+def forward_flops(cfg: STMANetConfig, num_frames: int, height: int, width: int) -> int:
+    """FLOPs of one inference forward of one clip (torch.utils.flop_counter), counted on the meta
+    device: no memory, no time, the same count for any weights."""
+    with torch.device("meta"):
+        model = build_model(cfg).eval()
+        clip = torch.empty(1, 3, num_frames, height, width)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(clip)
+    return counter.get_total_flops()
