@@ -23,14 +23,10 @@ import gradio as gr
 
 from core.checkpoint import CONFIG, WEIGHTS, CheckpointError, saved_stamp, unusable_reason
 from core.data.video import VideoError
-from core.runs import (
-    PathNotAllowedError,
-    PushError,
-    RunBusyError,
-    RunManager,
-    ZipRejectedError,
-    scrub,
-)
+from core.hub import PushError
+from core.runs import RunBusyError, RunManager
+from core.tokens import scrub
+from core.uploads import PathNotAllowedError, ZipRejectedError
 
 from .config import AppConfig
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import gradio as gr
 
 from core.checkpoint import read_meta
-from core.runs import ACTIVE_STATES, push_run
+from core.hub import push_run
+from core.runs import ACTIVE_STATES
 
 from . import plots
 from .context import AppContext, CheckpointDropdown, UserError, handler
@@ -223,7 +224,9 @@ def build(ctx: AppContext, checkpoint_dd: gr.Dropdown) -> dict:
         if ctx.runs.stop():
             gr.Info("Stopping after the current step; a checkpoint is saved.")
         else:
-            gr.Warning("No run is going.")
+            state = ctx.runs.public_status().get("state")
+            gr.Warning(f"The run has already ended ({state})." if state in ("finished", "stopped", "failed")
+                       else "No run is going.")
         return poll(None, force=True)
 
     @handler

@@ -44,6 +44,7 @@ from torch import nn
 from .data.clips import ClipConfig
 from .model import STMANet, STMANetConfig, build_model
 from .model.backbone import kaiming_init
+from .tokens import scrub
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,7 @@ def download_checkpoint(repo_id: str, revision: str | None = None, token: str | 
     try:
         local = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS, token=token)
     except Exception as error:  # offline, not found, gated, network...
-        message = _scrub(f"{type(error).__name__}: {error}", token)
+        message = scrub(f"{type(error).__name__}: {error}", token)
         raise CheckpointError(
             f"{repo_id!r} is not a local folder, and downloading it from the Hugging Face Hub failed: {message}"
         ) from None
@@ -593,10 +594,6 @@ def replace_classifier(model: STMANet, num_classes: int) -> STMANet:
 # ----------------------------------------------------------------------------- Hub upload
 
 
-def _scrub(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text
-
-
 def push_to_hub(
     folder,
     repo_id: str,
@@ -627,6 +624,6 @@ def push_to_hub(
             commit_message=commit_message or "Upload ST-MANet checkpoint",
         )
     except Exception as error:
-        message = _scrub(f"{type(error).__name__}: {error}", token)
+        message = scrub(f"{type(error).__name__}: {error}", token)
         raise CheckpointError(f"pushing {folder} to the Hub repo {repo_id!r} failed: {message}") from None
     return f"https://huggingface.co/{repo_id}"

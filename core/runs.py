@@ -7,12 +7,8 @@ The app's Fine-tune tab calls only this module. What lives here:
   run to stop (`stop()`), and reads a run's state back from its folder (`status()`), so a browser
   reload, or a new `RunManager` on the same folder, re-attaches to it. `list_checkpoints()` lists
   the shipped checkpoints and every run's checkpoint, so a finished run appears at once.
-- `resolve_data_path(user_path, data_root)`: a user-typed path, only if it lies under the root
-  (`..`, absolute paths elsewhere and symlinks out of the root are refused).
-- `extract_zip(zip_path, dest_root)`: a zip of `class/video` folders, refusing zip-slip member
-  names, links and archives over the size limits.
-- `push_run(checkpoint_dir, repo_id, token)`: a run's checkpoint to the Hugging Face Hub through
-  `core.checkpoint.push_to_hub`; the token is never logged or written anywhere.
+Paths a request may touch and zip uploads: `core.uploads`; pushing a run's checkpoint to the
+Hub: `core.hub.push_run`; masking tokens: `core.tokens`.
 
 Run folder layout: `<runs_root>/<run_id>/` holds `run.json` (this module's record: state, times,
 the config with no secrets in it, the process id), `metrics.jsonl` (written by the trainer, one
@@ -30,17 +26,18 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from .checkpoint import is_complete, portable, unusable_reason
+from .checkpoint import is_complete, portable
 from .memory import MemoryEstimate, training_memory
+from .tokens import scrub
 from .train import TrainConfig, run_model_config, train
+from .uploads import (DEFAULT_ZIP_MAX_BYTES, PathNotAllowedError, ZipRejectedError, extract_zip, is_within,
+                      resolve_data_path, tree_bytes)
 
 log = logging.getLogger(__name__)
 
@@ -56,267 +53,9 @@ DATA_PATH_KEYS = ("data_root", "train_list", "val_list", "class_list", "splits_d
 ACTIVE_STATES = ("starting", "running", "stopping")
 FINAL_STATES = ("finished", "stopped", "failed", "interrupted")
 
-DEFAULT_ZIP_MAX_BYTES = 2 * 1024**3  # total uncompressed size
-DEFAULT_ZIP_MAX_FILES = 20_000
-DEFAULT_ZIP_MAX_RATIO = 200  # uncompressed / compressed, per member: a zip bomb otherwise
-
 
 class RunBusyError(RuntimeError):
     """A run is already going on this server."""
-
-
-class PathNotAllowedError(ValueError):
-    """A user path that lies outside the configured roots, or does not exist."""
-
-
-class ZipRejectedError(ValueError):
-    """An uploaded archive that is unsafe or unusable."""
-
-
-class PushError(RuntimeError):
-    """Pushing to the Hub failed; the message never contains the token."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Path confinement
-
-
-def _is_within(path: Path, root: Path) -> bool:
-    try:
-        return path.is_relative_to(root)
-    except AttributeError:  # pragma: no cover - Python < 3.9
-        return str(path).startswith(str(root) + os.sep) or path == root
-
-
-def resolve_data_path(
-    user_path: str | os.PathLike,
-    data_root: str | os.PathLike | list | tuple,
-    *,
-    must_exist: bool = True,
-    kind: str | None = None,
-) -> Path:
-    """The real path of `user_path` if it lies under `data_root` (or one of several roots).
-
-    A relative path is taken relative to the (first) root. The path is resolved (symlinks followed,
-    `..` collapsed) before the check, so `../x`, `/etc/passwd` and a symlink pointing out of the
-    root are all refused with `PathNotAllowedError`. `kind` is "dir" or "file" to require one.
-    """
-    roots = [data_root] if isinstance(data_root, (str, os.PathLike)) else list(data_root)
-    if not roots:
-        raise PathNotAllowedError("no data root is configured on this server")
-    text = str(user_path).strip() if user_path is not None else ""
-    if not text:
-        raise PathNotAllowedError("no path was given")
-    if "\x00" in text:
-        raise PathNotAllowedError("the path contains a NUL character")
-    real_roots = [Path(r).expanduser().resolve() for r in roots]
-    raw = Path(text).expanduser()
-    candidates = [raw] if raw.is_absolute() else [r / raw for r in real_roots]
-    shown = ", ".join(str(r) for r in real_roots)
-    for cand in candidates:
-        real = cand.resolve()
-        inside = any(_is_within(real, r) for r in real_roots)
-        if not inside:
-            continue
-        if must_exist and not real.exists():
-            continue
-        if kind == "dir" and real.exists() and not real.is_dir():
-            raise PathNotAllowedError(f"'{text}' is not a folder")
-        if kind == "file" and real.exists() and not real.is_file():
-            raise PathNotAllowedError(f"'{text}' is not a file")
-        return real
-    # Tell apart "outside" from "missing" for a clear message.
-    for cand in candidates:
-        real = cand.resolve()
-        if any(_is_within(real, r) for r in real_roots):
-            raise PathNotAllowedError(f"'{text}' does not exist under the data root ({shown})")
-    raise PathNotAllowedError(
-        f"'{text}' is outside the data root ({shown}); only paths under it can be used"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Zip upload
-
-
-def _safe_member_parts(name: str) -> tuple[str, ...] | None:
-    """The path parts of a zip member if it is a plain relative name, else None."""
-    if not name or "\x00" in name:
-        return None
-    norm = name.replace("\\", "/")
-    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
-        return None
-    parts = tuple(p for p in PurePosixPath(norm).parts if p not in ("", "."))
-    if any(p == ".." for p in parts):
-        return None
-    return parts
-
-
-def extract_zip(
-    zip_path: str | os.PathLike,
-    dest_root: str | os.PathLike,
-    *,
-    max_bytes: int = DEFAULT_ZIP_MAX_BYTES,
-    max_files: int = DEFAULT_ZIP_MAX_FILES,
-    max_ratio: float = DEFAULT_ZIP_MAX_RATIO,
-) -> Path:
-    """Unpack a zip of `class/video` folders into a new folder under `dest_root`; return the
-    folder that holds the class folders (a single top-level wrapper folder is stepped into).
-
-    Refused with `ZipRejectedError`, before anything is written: not a zip, member names that
-    are absolute or climb out with `..` (zip slip), symlink members, more than `max_files`
-    members, a declared total over `max_bytes`, a member compressed more than `max_ratio` times.
-    The written size is counted again while extracting, in case the headers lie.
-    """
-    zip_path = Path(zip_path)
-    if not zip_path.is_file():
-        raise ZipRejectedError(f"'{zip_path.name}' was not found")
-    if not zipfile.is_zipfile(zip_path):
-        raise ZipRejectedError(f"'{zip_path.name}' is not a zip archive")
-    dest_root = Path(dest_root)
-    dest_root.mkdir(parents=True, exist_ok=True)
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ZipRejectedError(f"'{zip_path.name}' cannot be read as a zip: {exc}") from None
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > max_files:
-            raise ZipRejectedError(
-                f"the zip has {len(infos)} entries; at most {max_files} are accepted"
-            )
-        total = 0
-        plan: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
-        for info in infos:
-            parts = _safe_member_parts(info.filename)
-            if parts is None:
-                raise ZipRejectedError(
-                    f"the zip has an unsafe entry name '{info.filename}' (absolute or with '..'); "
-                    "it was not unpacked"
-                )
-            mode = (info.external_attr >> 16) & 0xFFFF
-            if stat.S_ISLNK(mode):
-                raise ZipRejectedError(f"the zip has a symbolic link '{info.filename}'; refused")
-            if not parts or parts[0] == "__MACOSX" or parts[-1] == ".DS_Store":
-                continue
-            if info.is_dir():
-                continue
-            total += info.file_size
-            if total > max_bytes:
-                raise ZipRejectedError(
-                    f"the zip unpacks to more than {max_bytes / 1e6:.0f} MB; make it smaller"
-                )
-            if info.compress_size and info.file_size / max(info.compress_size, 1) > max_ratio:
-                raise ZipRejectedError(
-                    f"'{info.filename}' is compressed {info.file_size / info.compress_size:.0f}x; "
-                    "this looks like a zip bomb and was refused"
-                )
-            plan.append((info, parts))
-        if not plan:
-            raise ZipRejectedError("the zip holds no files")
-
-        out = dest_root / f"{_dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-        out.mkdir(parents=True)
-        real_out = out.resolve()
-        written = 0
-        try:
-            for info, parts in plan:
-                target = (real_out.joinpath(*parts)).resolve()
-                if not _is_within(target, real_out):  # belt and braces
-                    raise ZipRejectedError(f"unsafe entry '{info.filename}' refused")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    while True:
-                        chunk = src.read(1 << 20)
-                        if not chunk:
-                            break
-                        written += len(chunk)
-                        if written > max_bytes:
-                            raise ZipRejectedError(
-                                f"the zip unpacks to more than {max_bytes / 1e6:.0f} MB; make it smaller"
-                            )
-                        dst.write(chunk)
-        except ZipRejectedError:
-            shutil.rmtree(out, ignore_errors=True)
-            raise
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            shutil.rmtree(out, ignore_errors=True)
-            raise ZipRejectedError(f"the zip is damaged and could not be unpacked: {exc}") from None
-
-    # Step into a single wrapper folder ("mydata/<class>/<video>").
-    root = out
-    while True:
-        entries = [p for p in root.iterdir() if not p.name.startswith(".")]
-        if len(entries) == 1 and entries[0].is_dir():
-            inner = [p for p in entries[0].iterdir() if not p.name.startswith(".")]
-            if inner and all(p.is_dir() for p in inner):
-                root = entries[0]
-                continue
-        break
-    classes = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if len(classes) < 2:
-        shutil.rmtree(out, ignore_errors=True)
-        raise ZipRejectedError(
-            "the zip must hold one folder per class (at least two), each with its videos: "
-            "class_a/video1.mp4, class_b/video2.mp4, ..."
-        )
-    return root
-
-
-# ---------------------------------------------------------------------------------------------
-# Token hygiene
-
-
-def scrub(text: str, *secrets_: str | None) -> str:
-    """`text` with every given secret (and anything shaped like a Hub token) masked."""
-    out = str(text)
-    for s in secrets_:
-        if s:
-            out = out.replace(s, "***")
-    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", out)
-
-
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-
-
-def push_run(
-    checkpoint_dir: str | os.PathLike,
-    repo_id: str,
-    token: str,
-    *,
-    allowed_roots: list[str | os.PathLike] | None = None,
-    api: Any = None,
-    push_fn: Callable | None = None,
-) -> str:
-    """Push a checkpoint folder to the Hub repo `repo_id`; return the call's result as text.
-
-    The token goes only to `core.checkpoint.push_to_hub`; it is not logged, not returned and
-    masked out of any error message (`PushError`).
-    """
-    repo_id = (repo_id or "").strip()
-    if not _REPO_ID.match(repo_id):
-        raise PushError(f"'{repo_id}' is not a Hub repo id; it looks like 'user-or-org/model-name'")
-    if not token or not str(token).strip():
-        raise PushError("a Hugging Face token with write access is needed to push")
-    token = str(token).strip()
-    folder = Path(checkpoint_dir)
-    if allowed_roots is not None:
-        try:
-            folder = resolve_data_path(folder, allowed_roots, kind="dir")
-        except PathNotAllowedError as exc:
-            raise PushError(f"that checkpoint cannot be pushed: {exc}") from None
-    if not is_complete(folder):
-        raise PushError(f"'{folder.name}' is not a checkpoint folder ({unusable_reason(folder)})")
-    if push_fn is None:
-        from core.checkpoint import push_to_hub as push_fn  # noqa: N813
-    log.info("pushing checkpoint %s to hub repo %s", folder, repo_id)  # never the token
-    try:
-        result = push_fn(folder, repo_id, token, api=api)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a clean message
-        msg = scrub(f"{type(exc).__name__}: {exc}", token)
-        log.warning("push to %s failed: %s", repo_id, msg)
-        raise PushError(f"push to '{repo_id}' failed: {msg}") from None
-    return scrub(str(result) if result is not None else f"https://huggingface.co/{repo_id}", token)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +161,7 @@ class _ActiveRun:
     stop_event: threading.Event
     events: list = dataclasses.field(default_factory=list)  # callback events, in case no file
     seen_step: bool = False
+    trained: bool = False  # the trainer has returned: a stop request can no longer stop anything
 
 
 def _default_train(cfg, callback=None, stop_event=None):
@@ -488,7 +228,7 @@ class RunManager:
         With `max_uploads_bytes` the zip may fill only what is left of that space."""
         self.prune_uploads()
         if self.max_uploads_bytes is not None:
-            left = self.max_uploads_bytes - _tree_bytes(self.uploads_root)
+            left = self.max_uploads_bytes - tree_bytes(self.uploads_root)
             if left <= 0:
                 raise ZipRejectedError(
                     f"the server's space for unpacked uploads ({self.max_uploads_bytes / 1e6:.0f} MB) is full; "
@@ -500,7 +240,7 @@ class RunManager:
         """Delete an unpacked upload now (a refused or failed request's), not an hour later; only
         ever a folder under `uploads/`, and never one a run's config reads."""
         path = Path(folder).resolve()
-        if not _is_within(path, self.uploads_root) or path == self.uploads_root:
+        if not is_within(path, self.uploads_root) or path == self.uploads_root:
             return False
         top = path.relative_to(self.uploads_root).parts[0]
         if top in self._uploads_in_use():
@@ -514,7 +254,7 @@ class RunManager:
         for run_dir in self._run_dirs():
             config = (self._read_record(run_dir) or {}).get("config") or {}
             for value in config.values():
-                if isinstance(value, str) and _is_within(Path(value), self.uploads_root):
+                if isinstance(value, str) and is_within(Path(value), self.uploads_root):
                     rel = Path(value).relative_to(self.uploads_root)
                     if rel.parts:
                         used.add(rel.parts[0])
@@ -769,6 +509,7 @@ class RunManager:
                 run_dir, only_if_active=True, state="running", message="loading data and model"
             )
             result = self._train(train_cfg, callback=callback, stop_event=act.stop_event)
+            act.trained = True
             stopped = bool(getattr(result, "stopped", act.stop_event.is_set()))
             error = getattr(result, "error", None)  # the run ended itself (e.g. non-finite loss)
             ckpt = getattr(result, "checkpoint_dir", None)
@@ -778,6 +519,8 @@ class RunManager:
                 state, message = "failed", "ended early: " + scrub(str(error))
             elif stopped:
                 state, message = "stopped", "stopped on request; checkpoint saved"
+            elif act.stop_event.is_set():  # asked to stop after its last step (e.g. during the final validation)
+                state, message = "finished", "finished: the stop request came after its last step"
             else:
                 state, message = "finished", "finished"
             self._update_record(
@@ -806,7 +549,7 @@ class RunManager:
         """Ask the running run to end after its current step (it saves a checkpoint).
         True if a run was asked to stop."""
         act = self.active_run()
-        if act is None or (run_id and act.run_id != run_id):
+        if act is None or act.trained or (run_id and act.run_id != run_id):
             return False
         act.stop_event.set()
         try:
@@ -943,13 +686,6 @@ def _public(value, roots: list[tuple[str, str]]):
             value = value.replace(prefix, name)
         return portable(value)
     return value
-
-
-def _tree_bytes(root: Path) -> int:
-    """Bytes of the files under `root` (0 when it does not exist); links are not followed."""
-    if not root.is_dir():
-        return 0
-    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _progress(rec: dict, steps: list[dict]) -> float:

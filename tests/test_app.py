@@ -284,7 +284,7 @@ def test_finetune_start_refuse_second_predict_meanwhile_stop(client, app_server,
         assert root not in (run_checkpoint / published).read_text(), published
 
     # push it: the token reaches only push_to_hub and is cleared from the page
-    import core.checkpoint as checkpoint_mod
+    import core.hub as checkpoint_mod  # push_run's default push (core.checkpoint.push_to_hub)
 
     token = "hf_TESTTOKENabcdefghijklmnop"
     seen = {}
@@ -353,7 +353,7 @@ def test_build_config_for_each_data_source(tmp_path):
     """The Fine-tune tab's inputs -> TrainConfig fields, with every path confined to the data root."""
     from app import AppConfig, AppContext
     from app.finetune import SOURCES, build_config
-    from core.runs import PathNotAllowedError
+    from core.uploads import PathNotAllowedError
 
     ckpt = make_tiny_checkpoint(tmp_path / "checkpoints" / "tiny")
     data = tmp_path / "data"

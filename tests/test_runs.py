@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 
 from core import runs
-from core.runs import (
-    PathNotAllowedError,
-    PushError,
-    RunBusyError,
-    RunManager,
-    ZipRejectedError,
-    extract_zip,
-    push_run,
-    resolve_data_path,
-)
+from core.hub import PushError, push_run
+from core.runs import RunBusyError, RunManager
+from core.uploads import PathNotAllowedError, ZipRejectedError, extract_zip, resolve_data_path
 
 
 @dataclass
@@ -419,7 +412,7 @@ def test_uploads_space_is_capped_and_refused_uploads_are_discarded_at_once(roots
     mgr = _manager(roots, train_fn=make_fake_train(), max_uploads_bytes=20_000)
     first = mgr.extract_zip(_zip(tmp_path / "a.zip", two))
     second = mgr.extract_zip(_zip(tmp_path / "b.zip", two))  # 16 kB of 20 kB used
-    with pytest.raises(runs.ZipRejectedError, match="more than"):
+    with pytest.raises(ZipRejectedError, match="more than"):
         mgr.extract_zip(_zip(tmp_path / "c.zip", two))  # would pass 20 kB: refused while unpacking
     assert sorted(p.name for p in mgr.uploads_root.iterdir()) == sorted([first.name, second.name])
     assert mgr.discard_upload(second) and not second.exists()
@@ -429,5 +422,31 @@ def test_uploads_space_is_capped_and_refused_uploads_are_discarded_at_once(roots
     assert not mgr.discard_upload(first) and first.exists()  # a run reads it: kept for resume
     mgr.extract_zip(_zip(tmp_path / "d.zip", two))
     full = _manager(roots, max_uploads_bytes=10_000)
-    with pytest.raises(runs.ZipRejectedError, match="space for unpacked uploads .* is full"):
+    with pytest.raises(ZipRejectedError, match="space for unpacked uploads .* is full"):
         full.extract_zip(_zip(tmp_path / "e.zip", two))
+
+
+def test_a_stop_that_comes_after_the_last_step_is_told_the_truth(roots):
+    """The run finishes its last step, then (say, during the final validation) Stop is pressed:
+    the run ends "finished" and says the request came too late; once the trainer has returned,
+    stop() reports that nothing was stopped."""
+    last_step, release = threading.Event(), threading.Event()
+
+    def train_fn(cfg, callback=None, stop_event=None):
+        run_dir = Path(cfg["run_dir"])
+        ckpt = run_dir / "checkpoint"
+        callback({"event": "step", "epoch": 1, "step": 1, "steps_per_epoch": 1, "loss": 1.0})
+        _write_checkpoint(ckpt)
+        last_step.set()
+        release.wait(5)  # the final validation: no step left to check the stop request at
+        return FakeResult(run_dir, ckpt, [], False)
+
+    mgr = _manager(roots, train_fn=train_fn)
+    run_id = mgr.start(_cfg(roots[1], epochs=1))
+    assert last_step.wait(5)
+    assert mgr.stop() is True  # the trainer is still going: the request is taken
+    release.set()
+    assert mgr.wait(10)
+    st = mgr.status(run_id)
+    assert st["state"] == "finished" and st["message"] == "finished: the stop request came after its last step"
+    assert mgr.stop() is False  # nothing left to stop
