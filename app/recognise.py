@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from . import plots
+from core.predict import UNFAMILIAR
 from core.preview import PreviewLimits, browser_preview, needs_preview
 
 from .context import AppContext, UserError, handler, scratch_dir
@@ -81,7 +82,14 @@ def note_markdown(pred, cap_s: float, name: str) -> str:
         f"total {t.get('total', 0):.2f} s.",
         f"At most the first {cap_s:g} s of a video are decoded and analysed.",
     ]
-    lines += [f"- note: {n}" for n in pred.notes]
+    fam = pred.familiarity
+    if fam is not None and not fam["familiar"]:
+        lines.insert(0, f"**Unfamiliar video: {UNFAMILIAR}** (similarity to the training videos {fam['score']:.2f}, "
+                        f"below {fam['threshold']:.2f}).")
+    elif fam is None:
+        lines.append("This checkpoint has no reference of its training videos, so it cannot tell whether a video "
+                     "is like them: its answer is always one of its classes.")
+    lines += [f"- note: {n}" for n in pred.notes if n != UNFAMILIAR]
     lines.append(f"This model knows {len(pred.class_names)} classes: {', '.join(pred.class_names)}.")
     return "\n".join(lines)
 

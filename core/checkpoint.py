@@ -55,6 +55,7 @@ CONFIG = "config.json"
 CARD = "README.md"
 TRAINING_STATE = "training_state.pt"
 HUB_PATTERNS = ["*.safetensors", CONFIG, CARD]  # what we download: never a pickle
+FAMILIARITY = "familiarity.safetensors"  # optional: training-video features for core.familiarity
 PUSH_IGNORE = [TRAINING_STATE, "*.tmp-*", ".*", "*.pt", "*.bin", "*.pth"]
 PICKLE_SUFFIXES = (".pt", ".bin", ".pth")
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth")  # accepted in a folder without safetensors
@@ -179,6 +180,34 @@ def save_checkpoint(
     _write_text(folder / CONFIG, config_text)  # last: its presence marks a complete folder
     log.info("saved checkpoint to %s", folder)
     return folder
+
+
+def save_familiarity(folder, reference: np.ndarray, threshold: float, calibration: dict) -> Path:
+    """Write the familiarity reference (N, D unit features of the training videos) and its
+    threshold beside the weights, tied to this save of them: a later save makes it stale and
+    `load_familiarity` then ignores it."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    header = {"format": FORMAT, "save_id": str(meta.get("save_id")), "threshold": repr(float(threshold)),
+              "calibration": json.dumps(portable(calibration), default=_json_default)}
+    tensor = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32))
+    _atomic_write(folder / FAMILIARITY, lambda p: save_file({"reference": tensor}, str(p), metadata=header))
+    return folder / FAMILIARITY
+
+
+def load_familiarity(folder) -> tuple[np.ndarray, float, dict] | None:
+    """(reference, threshold, calibration) saved with these weights, or None (absent, or stale)."""
+    folder = Path(folder)
+    path = folder / FAMILIARITY
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+        reference = f.get_tensor("reference").numpy()
+    if header.get("save_id") != str(read_meta(folder).get("save_id")):
+        log.warning("%s belongs to an earlier save of these weights: ignored", path)
+        return None
+    return reference, float(header["threshold"]), json.loads(header.get("calibration") or "{}")
 
 
 def save_training_state(folder, state: dict) -> Path:

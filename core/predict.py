@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import LoadedCheckpoint, load_checkpoint
+from .checkpoint import LoadedCheckpoint, load_checkpoint, load_familiarity
 from .data.clips import ClipConfig, decode_max_side, test_batch, test_crop_box, test_windows
 from .data.video import probe_video, read_frames
 from .model import forward_flops
 from .model.inference import optimize_for_inference, prepare_clip
 from .attention_quality import describe, video_quality
+from .familiarity import scores as familiarity_scores, video_feature
 from .capability import DEVICE_CHOICES, bf16_skip_reason, bf16_supported, resolve_device, with_cpu_fallback
 from .model.losses import stage_similarity
 from .runtime import intra_op_threads, keep_freed_memory
@@ -76,6 +77,9 @@ class Prediction:
     # plain sentences for degenerate maps (this video's one-hot ones, the checkpoint's fixed ones).
     attention_quality: dict | None = None
     attention_warnings: list[str] = field(default_factory=list)
+    # {"score", "threshold", "familiar"}: whether the video looks like the training videos in the
+    # model's feature space (core.familiarity); None for a checkpoint without that reference
+    familiarity: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds: decode, preprocess, model, maps, total
     notes: list[str] = field(default_factory=list)
 
@@ -92,6 +96,7 @@ class Prediction:
             "window_times": [[round(a, 3), round(b, 3)] for a, b in self.window_times],
             "frames_window": self.frames_window,
             "view_box": None if self.view_box is None else [int(v) for v in self.view_box],
+            "familiarity": self.familiarity,
             "fps": self.fps,
             "num_frames_used": self.num_frames_used,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -114,6 +119,10 @@ class Prediction:
                 for s in self.attention
             ]
         return out
+
+
+UNFAMILIAR = ("this video does not look like the videos this model was trained on (its features are far from "
+              "theirs): the classes below are the nearest of the ones it knows, not a recognition")
 
 
 def _rounded(values: np.ndarray | None, digits: int):
@@ -155,6 +164,8 @@ class Predictor:
         self.model = optimize_for_inference(model) if optimize else model
         self.clip_cfg: ClipConfig = loaded.clip_cfg
         self.class_names = list(loaded.class_names)
+        # training-video features and threshold (core.familiarity), when the checkpoint has them
+        self.familiarity = load_familiarity(loaded.path)
         why_not = None if precision == "fp32" else bf16_skip_reason(self.device)
         self.precision = "fp32" if why_not else precision
         self._precision_note = f"bf16 not used ({why_not}): ran in fp32" if why_not else None
@@ -245,7 +256,7 @@ class Predictor:
         notes = notes + _window_notes(n, windows, self.clip_cfg)
         if self._precision_note:
             notes.append(self._precision_note)
-        probs_list, raw_maps, batches, model_s, prep_s = [], [], [], 0.0, 0.0
+        probs_list, features, raw_maps, batches, model_s, prep_s = [], [], [], [], 0.0, 0.0
         for first, last in _balanced_batches(len(windows), batch_windows):
             tick = time.perf_counter()
             rows = per_window[first:last]
@@ -254,6 +265,7 @@ class Predictor:
             tick = time.perf_counter()
             output = self._forward(batch, with_attention)
             probs_list.append(output.logits.float().softmax(-1).cpu())  # (B, K)
+            features.append(output.features.float().cpu())  # (B, D)
             model_s += time.perf_counter() - tick
             if with_attention:
                 raw_maps.append(output)
@@ -280,6 +292,9 @@ class Predictor:
             num_frames_used=int(n),
             notes=notes,
         )
+        prediction.familiarity = self._familiarity(torch.cat(features))
+        if prediction.familiarity is not None and not prediction.familiarity["familiar"]:
+            notes.insert(0, UNFAMILIAR)
         tick = time.perf_counter()
         if with_attention:
             prediction.attention, prediction.diversity = collect_maps(raw_maps)
@@ -291,6 +306,14 @@ class Predictor:
         timings.update(preprocess=prep_s, model=model_s, maps=time.perf_counter() - tick, total=time.perf_counter() - start)
         prediction.timings = timings
         return prediction
+
+    def _familiarity(self, window_features: torch.Tensor) -> dict | None:
+        """This video's familiarity score against the training videos (core.familiarity)."""
+        if self.familiarity is None:
+            return None
+        reference, threshold, _ = self.familiarity
+        score = float(familiarity_scores(reference, video_feature(window_features))[0])
+        return {"score": round(score, 4), "threshold": round(threshold, 4), "familiar": score >= threshold}
 
     def _quality(self, stages: list[StageMaps], batches) -> tuple[dict, list[str]]:
         """This video's per-stage concentration and lift, from the received maps `collect_maps`

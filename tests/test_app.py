@@ -471,3 +471,20 @@ def test_diversity_reading_names_degenerate_maps_and_shows_this_videos_quality(t
     _, _, reading = diversity_views(Analysis("tiny", "square", pred))
     assert "not evidence" in reading and "stage 2 is fixed" in reading
     assert "what the diversity losses ask for" not in reading
+
+
+def test_the_note_says_plainly_when_a_video_is_unfamiliar():
+    from types import SimpleNamespace
+
+    from app.recognise import note_markdown
+    from core.predict import UNFAMILIAR
+
+    pred = SimpleNamespace(timings={}, window_times=[(0, 1)], num_frames_used=10, fps=10.0, class_names=CLASSES,
+                           notes=[UNFAMILIAR], familiarity={"score": 0.41, "threshold": 0.73, "familiar": False})
+    text = note_markdown(pred, 6, "cricket.gif")
+    assert text.startswith(f"**Unfamiliar video: {UNFAMILIAR}** (similarity to the training videos 0.41, below 0.73).")
+    assert text.count(UNFAMILIAR) == 1
+    pred.familiarity, pred.notes = {"score": 0.9, "threshold": 0.73, "familiar": True}, []
+    assert "Unfamiliar" not in note_markdown(pred, 6, "wave.mp4")
+    pred.familiarity = None
+    assert "cannot tell whether a video is like them" in note_markdown(pred, 6, "wave.mp4")
