@@ -55,14 +55,19 @@ def setup(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
 
 
-def _cpu_name() -> str:
+def _cpuinfo(field: str) -> str:
+    """The first CPU's `field` in /proc/cpuinfo ("" where there is none: macOS, Windows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == field:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return ""
+
+
+def _cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def machine(load_before: tuple[float, float, float] | None = None) -> dict:
@@ -216,38 +221,22 @@ def measured_peak(samples: dict[str, dict], kernels: dict[str, tuple[Callable, i
 
 
 def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set(_cpuinfo("flags").split())
 
 
 def _vendor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    return _cpuinfo("vendor_id")
 
 
 def _clock_ghz() -> tuple[float | None, str]:
-    for path in ("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",):
-        try:
-            return int(Path(path).read_text()) / 1e6, "cpufreq max"
-        except (OSError, ValueError):
-            pass
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("cpu MHz"):
-                return float(line.split(":", 1)[1]) / 1e3, "/proc/cpuinfo cpu MHz (nominal; turbo may be higher)"
+        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1e6, "cpufreq max"
     except (OSError, ValueError):
         pass
-    return None, "unknown"
+    try:
+        return float(_cpuinfo("cpu MHz")) / 1e3, "/proc/cpuinfo cpu MHz (nominal; turbo may be higher)"
+    except ValueError:
+        return None, "unknown"
 
 
 def physical_peak(threads: int) -> dict:

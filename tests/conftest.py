@@ -121,3 +121,16 @@ def one_thread():
 def one_thread_env(**extra) -> dict:
     """Environment for a `python -m core...` subprocess: this checkout on the path, one thread."""
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **extra}
+
+
+@pytest.fixture(scope="session")
+def moving_square(tmp_path_factory):
+    """A generated 20-frame video (10 fps, 80x60) of a square moving right: 2 full windows + a tail."""
+    import numpy as np
+
+    from core.attention_maps import write_video
+
+    frames = np.zeros((20, 60, 80, 3), np.uint8)
+    for i in range(20):
+        frames[i, 20:40, 2 + 3 * i : 22 + 3 * i] = (255, 200, 0)
+    return write_video(frames, tmp_path_factory.mktemp("videos") / "square.mp4", fps=10)

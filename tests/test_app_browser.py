@@ -2,6 +2,7 @@
 top-k labels, open Look inside and see an attention image; a screenshot goes under tmp_path."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -43,14 +44,24 @@ def server(tmp_path_factory):
         demo.close()
 
 
-def test_upload_recognise_and_look_inside(browser, server, shared_data, tmp_path):
-    clip = shared_data / "clips" / "mmaction2_tests_data_test.mp4"
+@contextlib.contextmanager
+def uploaded(browser, server, clip):
+    """The app's page with `clip` uploaded in Recognise; no script error may happen on it."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         page.goto(server, wait_until="domcontentloaded", timeout=60_000)
         page.locator("#recognise-video input[type=file]").set_input_files(str(clip), timeout=30_000)
+        yield page
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+def test_upload_recognise_and_look_inside(browser, server, shared_data, tmp_path):
+    clip = shared_data / "clips" / "mmaction2_tests_data_test.mp4"
+    with uploaded(browser, server, clip) as page:
         # the uploaded video shows up in the player before we press the button
         page.locator("#recognise-video video").first.wait_for(state="attached", timeout=30_000)
         page.locator("#recognise-button").click()
@@ -69,9 +80,6 @@ def test_upload_recognise_and_look_inside(browser, server, shared_data, tmp_path
         shot = tmp_path / "look_inside.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
-    finally:
-        page.close()
-    assert not errors, errors
 
 
 def test_an_avi_upload_plays_as_a_preview_and_is_recognised_from_the_original(browser, server, make_video,
@@ -79,12 +87,7 @@ def test_an_avi_upload_plays_as_a_preview_and_is_recognised_from_the_original(br
     """Chromium cannot play MJPG AVI: the page swaps in an H.264 preview (no "not playable"
     toast, the <video> loads and has a duration), and Recognise still reads the uploaded AVI."""
     clip = make_video(tmp_path / "upload.avi", 60, width=96, height=64)
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.goto(server, wait_until="domcontentloaded", timeout=60_000)
-        page.locator("#recognise-video input[type=file]").set_input_files(str(clip), timeout=30_000)
+    with uploaded(browser, server, clip) as page:
         video = page.locator("#recognise-video video").first
         page.wait_for_function(
             "() => { const v = document.querySelector('#recognise-video video');"
@@ -97,6 +100,3 @@ def test_an_avi_upload_plays_as_a_preview_and_is_recognised_from_the_original(br
         note.get_by_text("upload.avi").first.wait_for(timeout=60_000)  # the original, not the preview
         assert note.get_by_text("preview").count() == 0
         page.screenshot(path=str(tmp_path / "avi_preview.png"), full_page=True)
-    finally:
-        page.close()
-    assert not errors, errors

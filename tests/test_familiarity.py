@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from core import familiarity as fam
-from core.attention_maps import write_video
 from core.checkpoint import FAMILIARITY, load_checkpoint, load_familiarity, save_checkpoint, save_familiarity
 from core.predict import UNFAMILIAR, Predictor
 
@@ -71,14 +70,6 @@ def test_predictor_says_when_a_video_does_not_look_like_the_training_videos(tiny
     assert result.familiarity["score"] == pytest.approx(1.0 if familiar else 0.0, abs=1e-4)
     assert (result.notes[0] == UNFAMILIAR) is (not familiar)
     assert result.to_dict()["familiarity"] == result.familiarity
-
-
-@pytest.fixture(scope="module")
-def moving_square(tmp_path_factory):
-    frames = np.zeros((20, 60, 80, 3), np.uint8)
-    for i in range(20):
-        frames[i, 20:40, 2 + 3 * i : 22 + 3 * i] = (255, 200, 0)
-    return write_video(frames, tmp_path_factory.mktemp("videos") / "square.mp4", fps=10)
 
 
 def _video_feature(predictor, video) -> np.ndarray:

@@ -25,15 +25,6 @@ def predictor(tiny_checkpoint):
     return pr.Predictor(tiny_checkpoint, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def moving_square(tmp_path_factory):
-    """A generated 20-frame video (10 fps, 80x60) of a square moving right: 2 full windows + a tail."""
-    frames = np.zeros((20, 60, 80, 3), np.uint8)
-    for i in range(20):
-        frames[i, 20:40, 2 + 3 * i : 22 + 3 * i] = (255, 200, 0)
-    return write_video(frames, tmp_path_factory.mktemp("videos") / "square.mp4", fps=10)
-
-
 def test_probabilities_and_windows_follow_the_test_protocol(predictor, moving_square):
     result = predictor.predict(moving_square, topk=2)
     cfg = predictor.clip_cfg
