@@ -20,6 +20,10 @@ drop `training_state.pt` and any file a person put there, and leaves a moment wi
 Pickles: a `.pt/.bin/.pth` given as the weights is read only with `torch.load(weights_only=True)`,
 which refuses any global other than tensors and plain containers; the refusal is reported as a
 `CheckpointError` and nothing in the file runs.
+
+Why this module is long (~650 lines): it is the one owner of the checkpoint layout - writing,
+reading, validating (no pickles), the model card, the familiarity reference and the Hub
+upload/download of the same files - and splitting those would spread the layout again.
 """
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ Attention, per stage 2-5 and per window (design section 9):
 and the 4x4 stage-by-stage cosine similarities of the aligned maps (what eqs. 6-7 push down).
 
 CLI: python -m core.predict VIDEO --checkpoint DIR [--topk 5] [--json] [--attention]
+
+Why this module is long (~460 lines): the Predictor, its result type with JSON output, and the
+CLI; the map collection (collect_maps) belongs with them.
 """
 from __future__ import annotations
 

@@ -15,6 +15,10 @@ the config with no secrets in it, the process id), `metrics.jsonl` (written by t
 JSON per callback event) and `checkpoint/`. Uploaded zips are unpacked under
 `<runs_root>/uploads/<id>/`; one that no run uses is deleted an hour later (`prune_uploads`,
 on the next upload).
+
+Why this module is long (~720 lines): it is one class, RunManager, whose start/stop/resume and
+status readers share its on-disk record and its lock; path confinement and zips (core.uploads),
+the Hub push (core.hub) and tokens (core.tokens) are already out of it.
 """
 from __future__ import annotations
 

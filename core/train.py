@@ -14,6 +14,10 @@ two renames, so weights and resume state always come from the same step and a ki
 leaves a complete folder: `checkpoint/`, or between the two renames `checkpoint.old/` and
 `checkpoint.new/`, which the next start (or `--resume`) puts back in place. The CLI turns SIGTERM
 (what clusters send before they kill) into a stop request: a checkpoint after the current step.
+
+Why this module is long (~770 lines): the training loop, its restore/save protocol and the CLI
+share TrainConfig and the run folder's layout; issue 13 cuts the loop into a Trainer over a
+RunState (restore, train_epoch, validate, save) - not done yet.
 """
 from __future__ import annotations
 
