@@ -11,6 +11,7 @@ import gradio as gr
 from core.checkpoint import read_meta
 from core.hub import push_run
 from core.runs import ACTIVE_STATES
+from core.train import TrainConfig
 
 from . import plots
 from .context import AppContext, CheckpointDropdown, UserError, handler
@@ -104,21 +105,19 @@ def build_config(ctx: AppContext, source, zip_file, folder, layout, layout_root,
                       sampling=str(clip.get("sampling", "window")), motion_crop=bool(clip.get("motion_crop", False)))
     epochs, batch, frames, freeze = int(epochs), int(batch), int(frames), int(freeze)
     lr = float(lr)
-    if not 1 <= epochs <= 500:
-        raise UserError("epochs must be between 1 and 500")
-    if not 1 <= batch <= 256:
-        raise UserError("batch size must be between 1 and 256")
-    if not 1 <= frames <= 128:
-        raise UserError("frames per clip must be between 1 and 128")
-    if not 0 < lr < 10:
-        raise UserError("learning rate must be a small positive number, e.g. 0.001")
-    if not 0 <= freeze <= 5:
-        raise UserError("freeze must be between 0 and 5")
+    # this server's caps; what a value may be at all, TrainConfig says (checked with the memory below)
+    for name, value, cap in (("epochs", epochs, 500), ("batch size", batch, 256), ("frames per clip", frames, 128)):
+        if value > cap:
+            raise UserError(f"{name} must be at most {cap} on this server")
     values.update(epochs=epochs, lr=lr, batch_size=batch, num_frames=frames, freeze_stages=freeze,
                   optimizer=optimizer or "sgd", num_workers=0, device="auto", show_progress=False,
                   lr_schedule="cosine", val_fraction=0.2)
     try:
-        ctx.runs.check_memory(values)  # before anything is unpacked
+        TrainConfig(**values)  # every field's range, before anything is unpacked
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        ctx.runs.check_memory(values)
     except ValueError as exc:
         raise UserError(f"{exc} (STMANET_MAX_RUN_MEMORY_MB sets the limit)") from None
     if source == SOURCES[0]:  # only once every other field is known to be good

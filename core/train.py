@@ -138,8 +138,28 @@ class TrainConfig:
     data_source: str | None = None  # free text for the model card
 
     def __post_init__(self) -> None:
-        if not self.mixup_alpha >= 0:
-            raise ValueError(f"mixup_alpha must be >= 0 (0: off), got {self.mixup_alpha}")
+        """Ranges and choices, said in words; the clip and model configs check their own fields
+        when the run builds them."""
+        at_least_one = ("epochs", "batch_size", "num_frames", "stride", "height", "width", "val_every",
+                        "max_val_windows", "cache_max_side")
+        for name in at_least_one:
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (0 < self.lr and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number (e.g. 0.001), got {self.lr}")
+        checks = (("weight_decay", self.weight_decay >= 0), ("momentum", 0 <= self.momentum < 1),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1), ("dropout", 0 <= self.dropout < 1),
+                  ("warmup_epochs", self.warmup_epochs >= 0), ("mixup_alpha", self.mixup_alpha >= 0),
+                  ("freeze_stages", 0 <= self.freeze_stages <= 5), ("num_workers", self.num_workers >= 0),
+                  ("grad_clip", self.grad_clip is None or self.grad_clip > 0),
+                  ("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1))
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"{name} is out of range: {getattr(self, name)}")
+        for name, choices in (("optimizer", ("sgd", "adamw")), ("lr_schedule", ("step", "cosine")),
+                              ("amp", ("auto", "off", "bf16", "fp16"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
 
     def clip_config(self) -> ClipConfig:
         return ClipConfig(

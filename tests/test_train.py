@@ -396,3 +396,14 @@ def test_optimizers_use_the_fused_kernels_where_torch_has_them():
     ints = torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)
     from core.train import _fused_optimizers
     assert not _fused_optimizers([ints]) and not _fused_optimizers([])
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "epochs must be >= 1"), ("batch_size", -2, "batch_size must be >= 1"),
+    ("lr", 0.0, "lr must be a positive number"), ("lr", float("nan"), "lr must be a positive number"),
+    ("dropout", 1.0, "dropout is out of range"), ("freeze_stages", 6, "freeze_stages is out of range"),
+    ("optimizer", "lamb", "optimizer must be one of sgd, adamw"), ("amp", "fp8", "amp must be one of"),
+])
+def test_train_config_refuses_values_out_of_range(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
