@@ -36,6 +36,15 @@ def test_fold_margin_sets_the_held_out_5th_percentile_and_counts_the_others():
     assert (held_scores < out["held_out_p5"]).mean() == pytest.approx(0.05, abs=0.011)
     assert out["margin"] == pytest.approx(out["train_median"] - out["held_out_p5"]) and out["margin"] > 0
     assert out["others"] == 10 and out["others_flagged"] == 10
+    assert out["held_out_scores"] == [round(float(v), 4) for v in held_scores]
+
+
+def test_out_of_fold_judges_each_fold_with_the_other_folds_margin():
+    folds = [{"margin": 0.1, "train_median": 0.9, "held_out_scores": [0.85, 0.75], "others_scores": [0.5]},
+             {"margin": 0.3, "train_median": 0.9, "held_out_scores": [0.65, 0.55], "others_scores": [0.7]}]
+    # fold 0 with margin 0.3: threshold 0.6 (0.85, 0.75 pass; 0.5 flagged); fold 1 with 0.1: threshold 0.8
+    got = fam.out_of_fold(folds)
+    assert got == {"held_out_flagged": 2, "held_out_videos": 4, "others_flagged": 2, "others_videos": 2}
 
 
 def test_reference_is_tied_to_the_save_it_was_made_for(tiny_checkpoint, tmp_path):
