@@ -38,38 +38,47 @@ def flops_section(r: dict) -> str:
 
 def latency_section(r: dict) -> str:
     speed = {(s["model"], s["variant"], s["precision"], s["batch"]): s for s in r["speedup_over_eager_fp32"]}
-    rows = []
+    rows, skipped = [], set()
     for x in r["latency"]:
-        key = (x["model"], x["variant"], x["precision"], x["batch"])
-        sp = speed.get(key)
+        if "skipped" in x:
+            skipped.add(f"{x['precision']}: {x['skipped']}")
+            continue
+        sp = speed.get((x["model"], x["variant"], x["precision"], x["batch"]))
         rows.append([x["model"], x["batch"], x["variant"], x["precision"], x["per_clip_wall_s"], x["per_clip_cpu_s"],
                      x["gflops_cpu"], x["fraction_of_peak_cpu"], x["fraction_of_peak_wall"],
                      f"{sp['speedup_cpu']}x" if sp else "1x"])
-    peaks = "; ".join(f"batch {p['batch']}: " + ", ".join(f"{k} {v['gflops_cpu']}" for k, v in p.items() if isinstance(v, dict))
-                      for p in r["matmul_peak"])
+    peaks = "; ".join(f"batch {p['batch']}: " + ", ".join(
+        f"{k} {v['gflops_cpu']} ({v['best_kernel_cpu']})" for k, v in p.items() if isinstance(v, dict) and "gflops_cpu" in v)
+        for p in r["measured_peak"])
+    phys = r.get("physical_peak") or {}
     pairs = [[p["batch"], p["variant"], p["precision"], p["time_ratio_cpu"], p["time_ratio_wall"], p["flop_ratio"]]
              for p in r["stmanet_over_backbone"]]
     acc = []
     for model, a in r["bf16_vs_fp32"].items():
         for k in ("optimized_fp32", "eager_bf16", "optimized_bf16"):
-            acc.append([model, k, a[k]["max_abs_logit_diff"], a[k]["relative_to_max_logit"], a[k]["top1_agreement"]])
+            if "skipped" not in a[k]:
+                acc.append([model, k, a[k]["max_abs_logit_diff"], a[k]["relative_to_max_logit"], a[k]["top1_agreement"]])
+    dedicated = [p for p in r.get("stmanet_over_backbone_dedicated", []) if "skipped" not in p]
     return "\n\n".join([
         machine_line(r),
+        *([f"Skipped: {'; '.join(sorted(skipped))}."] if skipped else []),
         table(["model", "batch", "variant", "precision", "s / clip (wall)", "CPU s / clip", "GFLOP/s per CPU-s",
                "of peak (CPU)", "of peak (wall)", "speed-up (CPU) vs eager fp32"], rows),
-        f"Matmul peak measured in the same rounds (torch.mm {r['matmul_peak'][0]['n']}^2, GFLOP/s per CPU-second; "
-        f"'|1t': one thread, the reference of the optimized_1t rows): {peaks}.",
+        f"Measured peak in the same rounds (GFLOP/s per CPU-second, the best of square and tall matmuls and 1x1x1 / "
+        f"3x3x3 convolutions; '|1t': one thread): {peaks}. Physical estimate at {phys.get('threads')} thread(s): "
+        f"fp32 {phys.get('gflops_fp32')}, bf16 {phys.get('gflops_bf16')} GFLOP/s ({phys.get('cores')} core(s) x "
+        f"{phys.get('fp32_lanes_per_fma_unit')} fp32 lanes x 2 FMA units x 2 x {phys.get('clock_ghz')} GHz, "
+        f"{phys.get('clock_source')}).",
         "ST-MANet-50 / its backbone, paired per round (in the rounds above, with every other model between):\n\n"
         + table(["batch", "variant", "precision", "time ratio (CPU)", "time ratio (wall)", "FLOP ratio"], pairs),
-        *([("The same pair timed alone (only the two optimized models, alternating; what the 1.3x target is read "
-            "from): median of the per-round CPU-time ratios, their quartiles and range, minor page faults per forward:\n\n")
+        *([("The same pair timed alone (only the two optimized models, alternating): median of the per-round "
+            "CPU-time ratios, their quartiles and range, minor page faults per forward:\n\n")
            + table(["batch", "variant", "precision", "rounds", "time ratio (CPU)", "quartiles", "range",
                     "time ratio (wall)", "page faults (ST-MANet / backbone)", "FLOP ratio"],
                    [[p["batch"], p["variant"], p["precision"], p["rounds"], f"**{p['time_ratio_cpu']}**",
                      "-".join(map(str, p["time_ratio_cpu_quartiles"])), "-".join(map(str, p["time_ratio_cpu_range"])),
                      p["time_ratio_wall"], f"{p['page_faults']['stmanet_r50']} / {p['page_faults']['r3d50_baseline']}",
-                     p["flop_ratio"]] for p in r["stmanet_over_backbone_dedicated"]])]
-          if r.get("stmanet_over_backbone_dedicated") else []),
+                     p["flop_ratio"]] for p in dedicated])] if dedicated else []),
         "bf16 against eager fp32 on a fixed batch (random weights):\n\n"
         + table(["model", "run", "max abs logit diff", "relative to max logit", "top-1 agreement"], acc),
     ])
@@ -104,12 +113,22 @@ def train_section(r: dict) -> str:
     rows = []
     for s in r["steps"]:
         mem = s["memory"]
-        rows.append([s["config"], s["model"], "x".join(map(str, s["clip"])), s["batch"], s["precision"],
-                     s["step_wall_s"]["median"], s["clips_per_s_wall"], s["clips_per_cpu_s"],
-                     mem.get("step_peak_rss_growth_mb", mem.get("error")), mem.get("cuda_max_memory_allocated_mb", "")])
-    return machine_line(r) + "\n\n" + table(
-        ["config", "model", "clip", "batch", "precision", "step s (wall)", "clips/s", "clips per CPU-s",
-         "peak RSS growth (MB)", "CUDA max allocated (MB)"], rows)
+        rows.append([s["setting"], s["variant"], s["model"], "x".join(map(str, s["clip"])), s["batch"], s["precision"],
+                     s["step_wall_s"]["median"], s["step_cpu_s"]["median"], s["clips_per_s_wall"],
+                     mem.get("step_peak_rss_growth_mb", ""), mem.get("cuda_max_memory_allocated_mb", "")])
+    comp = [[c["setting"], f"**{c['stmanet_over_backbone_time_cpu']['median']}** "
+             f"({'-'.join(map(str, c['stmanet_over_backbone_time_cpu']['range']))})",
+             f"{c['stmanet_over_backbone_time']['median']} ({'-'.join(map(str, c['stmanet_over_backbone_time']['range']))})",
+             c["attention_modules_cost"]["median"], c["attention_maps_cost"]["median"],
+             c["stmanet_over_backbone_memory"], "yes" if c["target"]["met"] else "no"] for c in r["comparisons"]]
+    return "\n\n".join([
+        machine_line(r),
+        table(["setting", "variant", "model", "clip", "batch", "precision", "step s (wall)", "step CPU s", "clips/s",
+               "peak RSS growth (MB)", "CUDA max allocated (MB)"], rows),
+        "Side by side, per round (medians, range over rounds):\n\n" + table(
+            ["setting", "ST-MANet / backbone, CPU time", "same, wall", "modules without maps / backbone",
+             "maps on / off", "memory ratio", "<= 1.3?"], comp),
+    ])
 
 
 def data_section(r: dict) -> str:
