@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.checkpoint import load_checkpoint, read_meta, save_checkpoint  # noqa: E402
 from core.crossval import FOLDS, markdown  # noqa: E402
+from core.familiarity import add_to_checkpoint  # noqa: E402
 
 DATA_SOURCE = (
     "Body-gesture videos from joanjaumeoliver/GESTURE-PROJECT (commit a3ffbba, "
@@ -48,7 +49,7 @@ def _quality_rows(new: dict, old: dict | None) -> list[str]:
 
 
 def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict | None, notes: str,
-               also: list[tuple[str, dict]] = ()) -> str:
+               also: list[tuple[str, dict]] = (), familiarity: dict | None = None) -> str:
     m, c = meta["model"], meta["clip"]
     table = cv["table"]
     ours, plain = table.get("stmanet_r18", {}), table.get("r3d18_baseline", {})
@@ -103,6 +104,14 @@ def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict
         body += ["### Table 4 ablation on the same folds: ST-MANet without the diversity loss", "", markdown(ablation["table"]).strip(), ""]
     for title, extra in also:
         body += [f"### {title}", "", markdown(extra["table"]).strip(), ""]
+    if familiarity:
+        oof = familiarity["out_of_fold"]
+        body += ["## Videos unlike the training videos", "",
+                 f"A prediction says plainly when a video does not look like the training videos ({familiarity['rule']}; "
+                 f"margin {familiarity['margin']:.3f} +- {familiarity['margin_std']:.3f} over the folds, `core.familiarity`). "
+                 f"Judged out of fold (each fold with the other folds' margin): {oof['held_out_flagged']} of "
+                 f"{oof['held_out_videos']} gesture videos of people it never saw flagged, {oof['others_flagged']} of "
+                 f"{oof['others_videos']} clips of other actions (the 5 non-gesture clips x 4 fold models).", ""]
     body += ["## Attention quality per stage: this model (cross-validation folds, held-out subjects) / the model it replaced (S7-S8)",
              "", "Input dependence 0: the same map for every video. Concentration: the share of cells effectively "
              "attended (1/cells: one-hot). On-motion lift > 1: attention on what moves.", ""]
@@ -132,6 +141,12 @@ def main(argv=None) -> int:
     p.add_argument("--notes", help="markdown inserted into the card (what was tried, the command)")
     p.add_argument("--name", default="stmanet-r18-gestures")
     p.add_argument("--out", default="checkpoints")
+    p.add_argument("--test-clips", type=int, default=None,
+                   help="clips per video at test time (ClipConfig.max_windows), chosen on the cross-validation")
+    p.add_argument("--familiarity", nargs=2, default=None, metavar=("CALIBRATION_JSON", "BASELINE_CALIBRATION_JSON"),
+                   help="core.familiarity calibrations: write each model's training-video reference and threshold")
+    p.add_argument("--train-list", help="the shipped models' training list (for --familiarity)")
+    p.add_argument("--data-root", help="the folder the training list is relative to")
     args = p.parse_args(argv)
     cv = json.loads(Path(args.crossval).read_text())
     ablation = json.loads(Path(args.ablation).read_text()) if args.ablation else None
@@ -154,10 +169,16 @@ def main(argv=None) -> int:
                     if k not in ("run_dir", "frame_cache", "show_progress", "resume", "data_root", "train_list",
                                  "val_list", "class_list")}
         folder = Path(args.out) / name
-        card = model_card(name, {**meta, "model": loaded.model_cfg.to_dict()}, cv, ablation, old, notes, also) \
-            if name == args.name else None
-        save_checkpoint(folder, loaded.model, loaded.clip_cfg, loaded.class_names, metrics=metrics,
+        clip = loaded.clip_cfg if args.test_clips is None else loaded.clip_cfg.replace(max_windows=args.test_clips)
+        familiar = json.loads(Path(args.familiarity[0]).read_text()) if args.familiarity else None
+        card = model_card(name, {**meta, "model": loaded.model_cfg.to_dict(), "clip": clip.to_dict()}, cv, ablation,
+                          old, notes, also, familiar) if name == args.name else None
+        save_checkpoint(folder, loaded.model, clip, loaded.class_names, metrics=metrics,
                         training=training, data_source=DATA_SOURCE, card=card)
+        if args.familiarity:  # after the save: the reference is tied to this save of the weights
+            calibration = json.loads(Path(args.familiarity[0 if name == args.name else 1]).read_text())
+            summary = {k: calibration[k] for k in ("rule", "margin", "margin_std", "false_alarm_percent", "out_of_fold")}
+            print(add_to_checkpoint(folder, Path(args.train_list), Path(args.data_root), calibration["margin"], summary))
         print(folder)
     return 0
 
