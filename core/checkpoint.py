@@ -14,8 +14,11 @@ at any moment leaves at worst a stray `*.tmp-*` file. Files are replaced weights
 config.json last: a folder whose config.json exists is complete. Both config.json and the
 safetensors header carry the same random `save_id`; if a writer dies between replacing the
 weights and replacing config.json, loading sees two different ids and refuses the folder
-instead of pairing new weights with old metadata. (We do not swap whole folders: that would
-drop `training_state.pt` and any file a person put there, and leaves a moment with no folder.)
+instead of pairing new weights with old metadata. `save_checkpoint` does not swap whole folders
+(that would drop `training_state.pt` and any file a person put there); a training run, whose
+weights and resume state must change together, writes a whole folder beside the old one and
+swaps it in with two renames (`swap_in_checkpoint`; `recover_checkpoint_swap` repairs a swap a
+kill interrupted).
 
 Pickles: a `.pt/.bin/.pth` given as the weights is read only with `torch.load(weights_only=True)`,
 which refuses any global other than tensors and plain containers; the refusal is reported as a
@@ -33,6 +36,7 @@ import logging
 import os
 import pickle
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +216,42 @@ def load_familiarity(folder) -> tuple[np.ndarray, float, dict] | None:
         log.warning("%s belongs to an earlier save of these weights: ignored", path)
         return None
     return reference, float(header["threshold"]), json.loads(header.get("calibration") or "{}")
+
+
+def _staging(folder: Path) -> tuple[Path, Path]:
+    return folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
+
+
+def swap_in_checkpoint(folder: Path, write: Callable[[Path], None]) -> None:
+    """Write a whole checkpoint into `<folder>.new` with `write`, then swap it in by two renames.
+
+    In-place saves pair new weights with an old resume state (or refuse the folder) when a kill
+    lands between two files; a folder swap never does. The moment between the renames (no
+    `folder`, both others complete) is repaired by `recover_checkpoint_swap`."""
+    staging, old = _staging(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    write(staging)
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(folder, old)
+    os.rename(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_checkpoint_swap(folder: Path) -> None:
+    """Finish a swap a kill interrupted, and drop half-written staging folders.
+
+    `folder` is missing only between the two renames, when `.new` is complete (config.json is
+    written last) and `.old` is the previous complete checkpoint: the newer wins."""
+    staging, old = _staging(folder)
+    if not folder.exists():
+        for candidate in (staging, old):
+            if (candidate / CONFIG).is_file():
+                os.rename(candidate, folder)
+                log.warning("restored %s from %s (a save was interrupted)", folder, candidate.name)
+                break
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def save_training_state(folder, state: dict) -> Path:

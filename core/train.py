@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import threading
 import time
@@ -48,9 +47,11 @@ from .checkpoint import (
     load_checkpoint,
     load_training_state,
     read_meta,
+    recover_checkpoint_swap,
     replace_classifier,
     save_checkpoint,
     save_training_state,
+    swap_in_checkpoint,
 )
 from .data.cache import FrameCache
 from .data.clips import ClipConfig
@@ -380,48 +381,8 @@ class MetricsLog:
                 f.write(json.dumps({"time": time.time(), **event}) + "\n")
 
 
-def _state_dict(model: torch.nn.Module) -> dict:
-    return (model.module if hasattr(model, "module") else model).state_dict()
-
-
 def _bare(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
-
-
-def _staging(folder: Path) -> tuple[Path, Path]:
-    return folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
-
-
-def save_run_checkpoint(folder: Path, write: Callable[[Path], None]) -> None:
-    """Write a whole checkpoint into `<folder>.new` with `write`, then swap it in by two renames.
-
-    In-place saves pair new weights with an old resume state (or refuse the folder) when a kill
-    lands between two files; a folder swap never does. The moment between the renames (no
-    `folder`, both others complete) is repaired by `recover_run_checkpoint`."""
-    staging, old = _staging(folder)
-    shutil.rmtree(staging, ignore_errors=True)
-    write(staging)
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(folder, old)
-    os.rename(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_run_checkpoint(folder: Path) -> None:
-    """Finish a swap a kill interrupted, and drop half-written staging folders.
-
-    `folder` is missing only between the two renames, when `.new` is complete (config.json is
-    written last) and `.old` is the previous complete checkpoint: the newer wins."""
-    staging, old = _staging(folder)
-    if not folder.exists():
-        for candidate in (staging, old):
-            if (candidate / CONFIG).is_file():
-                os.rename(candidate, folder)
-                log.warning("restored %s from %s (a save was interrupted)", folder, candidate.name)
-                break
-    for leftover in (staging, old):
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def drop_unreadable(video_lists: list, d: Dist, workers: int) -> tuple[list, list[str]]:
@@ -476,225 +437,277 @@ def _set_rng_states(state, device: torch.device) -> None:
 
 
 # ---------------------------------------------------------------------------- the loop
-def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: threading.Event | None = None) -> TrainResult:
-    """Run (or resume) training. `callback` receives step/epoch/done event dicts; setting
-    `stop_event` ends the run after the current step with a checkpoint."""
-    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    d = setup_distributed(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    elif cfg.keep_freed_memory:
-        runtime.keep_freed_memory()
-    run_dir = Path(cfg.run_dir)
-    ckpt_dir, best_dir = run_dir / "checkpoint", run_dir / "best"
-    if d.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        recover_run_checkpoint(ckpt_dir)
-        recover_run_checkpoint(best_dir)
-    if d.world > 1:
-        dist.barrier()  # other ranks read the checkpoint only once rank 0 has repaired it
-    emit = _emitter(callback, MetricsLog(run_dir / "metrics.jsonl", d.main), d)
+@dataclass
+class RunState:
+    """Where a run is: what a resume restores and every checkpoint saves (training_state.pt)."""
 
-    train_list, val_list = read_dataset(cfg)
-    class_names = list(train_list.class_names)
-    for problem in getattr(train_list, "problems", []) + getattr(val_list, "problems", []):
-        log.warning("dataset: %s", problem)
-    (train_list, val_list), unreadable = drop_unreadable([train_list, val_list], d, cfg.num_workers)
-    clip_cfg = cfg.clip_config()
-    cache = FrameCache(cfg.frame_cache, max_side=cfg.cache_max_side) if cfg.frame_cache else None
+    epoch: int = 0  # the epoch to train next (0-based)
+    step_in_epoch: int = 0  # steps of it already trained (a run stopped mid-epoch)
+    best_acc: float = -1.0
+    history: list = field(default_factory=list)  # one dict per finished epoch
+    partial: tuple[int, int] = (0, 0)  # (correct, seen) of the trained part of a stopped epoch
+    rng: dict | None = None  # RNG streams of a run stopped mid-epoch: it continues them exactly
+    optimizer: dict | None = None
+    scaler: dict | None = None
 
-    torch.manual_seed(cfg.seed)
-    model, init_info = build_run_model(cfg, class_names)
-    model_cfg: STMANetConfig = model.cfg
-    start_epoch, skip_batches, best_acc, history = 0, 0, -1.0, []
-    optimizer_state = rng_state = scaler_state = None
-    partial = (0, 0)  # (correct, seen) of a stopped epoch's trained part, so its train_acc is whole
-    if cfg.resume and (ckpt_dir / CONFIG).exists():
-        state = load_training_state(ckpt_dir)
-        try:  # the run's own model and classes: a changed flag or dataset must not resume silently
-            model = load_checkpoint(ckpt_dir, expected_classes=class_names, expected_model=model_cfg).model
+    def saved(self) -> dict:
+        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "optimizer": self.optimizer,
+                "scaler": self.scaler, "torch_rng": self.rng, "partial_correct_seen": self.partial,
+                "best_acc": self.best_acc, "history": self.history}
+
+    @classmethod
+    def from_saved(cls, state: dict) -> "RunState":
+        return cls(state["epoch"], state["step_in_epoch"], state.get("best_acc", -1.0), state.get("history", []),
+                   tuple(state.get("partial_correct_seen", (0, 0))), state.get("torch_rng"), state["optimizer"],
+                   state.get("scaler"))
+
+
+class Trainer:
+    """One run: `restore` (a resume), then per epoch `train_epoch`, `validate`, `save`; `run`
+    does them all and returns a TrainResult. `callback` receives step/epoch/done event dicts;
+    setting `stop_event` ends the run after the current step with a checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, callback: Callback | None = None,
+                 stop_event: threading.Event | None = None) -> None:
+        self.cfg, self.stop_event = cfg, stop_event
+        device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.d = d = setup_distributed(device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        elif cfg.keep_freed_memory:
+            runtime.keep_freed_memory()
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_dir, self.best_dir = self.run_dir / "checkpoint", self.run_dir / "best"
+        if d.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            recover_checkpoint_swap(self.ckpt_dir)
+            recover_checkpoint_swap(self.best_dir)
+        if d.world > 1:
+            dist.barrier()  # other ranks read the checkpoint only once rank 0 has repaired it
+        self.emit = _emitter(callback, MetricsLog(self.run_dir / "metrics.jsonl", d.main), d)
+
+        train_list, val_list = read_dataset(cfg)
+        self.class_names = list(train_list.class_names)
+        for problem in getattr(train_list, "problems", []) + getattr(val_list, "problems", []):
+            log.warning("dataset: %s", problem)
+        (train_list, val_list), self.unreadable = drop_unreadable([train_list, val_list], d, cfg.num_workers)
+        self.clip_cfg = cfg.clip_config()
+        cache = FrameCache(cfg.frame_cache, max_side=cfg.cache_max_side) if cfg.frame_cache else None
+
+        torch.manual_seed(cfg.seed)
+        model, init_info = build_run_model(cfg, self.class_names)
+        self.model_cfg: STMANetConfig = model.cfg
+        self.state = RunState()
+        if cfg.resume and (self.ckpt_dir / CONFIG).exists():
+            model = self.restore()
+        self.device = device = trainable_device(model, self.clip_cfg, device)
+        self.model = model.to(device).train()
+        if cfg.freeze_stages:
+            freeze_early_stages(model, cfg.freeze_stages)
+        self.optimizer = make_optimizer(cfg, model)
+        if self.state.optimizer is not None:
+            self.optimizer.load_state_dict(self.state.optimizer)
+        self.amp_dtype = autocast_dtype(cfg.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if self.state.scaler:
+            self.scaler.load_state_dict(self.state.scaler)
+        self.train_model = model if d.world <= 1 else torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
+
+        self.dataset = VideoClipDataset(train_list, self.clip_cfg, train=True, seed=cfg.seed, frame_cache=cache)
+        self.val_dataset = (VideoClipDataset(val_list, self.clip_cfg, train=False, seed=cfg.seed, frame_cache=cache)
+                            if val_list.samples else None)
+        self.steps_per_epoch = math.ceil(math.ceil(len(self.dataset) / d.world) / cfg.batch_size)
+        if cfg.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
+        self.meta = {"training": {**cfg.to_dict(), **init_info},
+                     "data_source": cfg.data_source or f"{cfg.data_layout}:{cfg.data_root}"}
+        self.videos = (len(train_list.samples), len(val_list.samples))
+        self.stopped, self.error = False, None
+        self.last_saved = self.ckpt_dir if (self.ckpt_dir / CONFIG).exists() else None
+        self.train_seconds, self.done_steps = 0.0, 0  # training steps only (not validation): for rate and ETA
+        self.total_steps = self.steps_per_epoch * (cfg.epochs - self.state.epoch) - self.state.step_in_epoch
+
+    def restore(self) -> torch.nn.Module:
+        """The run's own model and its RunState from the last checkpoint; a changed flag or
+        dataset must not resume silently."""
+        saved = load_training_state(self.ckpt_dir)
+        try:
+            model = load_checkpoint(self.ckpt_dir, expected_classes=self.class_names,
+                                    expected_model=self.model_cfg).model
         except CheckpointError as exc:
-            raise TrainingError(f"cannot resume {ckpt_dir} with these settings: {exc}; resume with the run's "
+            raise TrainingError(f"cannot resume {self.ckpt_dir} with these settings: {exc}; resume with the run's "
                                 f"own flags and data, or start a new --run-dir") from None
-        start_epoch, skip_batches = state["epoch"], state["step_in_epoch"]
-        best_acc, history = state.get("best_acc", -1.0), state.get("history", [])
-        optimizer_state, rng_state = state["optimizer"], state.get("torch_rng")
-        scaler_state, partial = state.get("scaler"), tuple(state.get("partial_correct_seen", (0, 0)))
-        log.info("resuming %s at epoch %d step %d", run_dir, start_epoch, skip_batches)
-    device = trainable_device(model, clip_cfg, device)
-    model.to(device)
-    model.train()
-    if cfg.freeze_stages:
-        freeze_early_stages(model, cfg.freeze_stages)
-    optimizer = make_optimizer(cfg, model)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    amp_dtype = autocast_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    if scaler_state:
-        scaler.load_state_dict(scaler_state)
-    train_model = model
-    if d.world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
-        )
+        self.state = RunState.from_saved(saved)
+        log.info("resuming %s at epoch %d step %d", self.run_dir, self.state.epoch, self.state.step_in_epoch)
+        return model
 
-    dataset = VideoClipDataset(train_list, clip_cfg, train=True, seed=cfg.seed, frame_cache=cache)
-    val_dataset = VideoClipDataset(val_list, clip_cfg, train=False, seed=cfg.seed, frame_cache=cache) if val_list.samples else None
-    per_rank = math.ceil(len(dataset) / d.world)
-    steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    meta = {
-        "training": {**cfg.to_dict(), **init_info},
-        "data_source": cfg.data_source or f"{cfg.data_layout}:{cfg.data_root}",
-    }
-    stopped, error, last_saved = False, None, ckpt_dir if (ckpt_dir / CONFIG).exists() else None
-    if d.main:
-        emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
-              "classes": len(class_names), "train_videos": len(train_list.samples),
-              "val_videos": len(val_list.samples), "unreadable": unreadable, "device": str(device),
-              "world_size": d.world,
-              "resumed_at": [start_epoch, skip_batches] if cfg.resume else None})
+    def run(self) -> TrainResult:
+        cfg, d, state = self.cfg, self.d, self.state
+        if d.main:
+            self.emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": self.steps_per_epoch,
+                       "classes": len(self.class_names), "train_videos": self.videos[0],
+                       "val_videos": self.videos[1], "unreadable": self.unreadable, "device": str(self.device),
+                       "world_size": d.world,
+                       "resumed_at": [state.epoch, state.step_in_epoch] if cfg.resume else None})
+        for epoch in range(state.epoch, cfg.epochs):
+            step, correct, seen, started = self.train_epoch(epoch)
+            if not self.error and not _all_finite(_bare(self.train_model)):
+                self.error = (f"weights became non-finite in epoch {epoch + 1}: stopped; the last good checkpoint "
+                              f"is kept ({self.last_saved or 'none written yet'}); lower the lr or set --grad-clip")
+            if self.error:
+                break
+            epoch_done = not self.stopped
+            stats = {"epoch": epoch + 1, "train_acc": correct / max(seen, 1), "lr": lr_at(cfg, epoch),
+                     "epoch_time_s": time.time() - started}
+            if epoch_done and (epoch + 1) % cfg.val_every == 0 or epoch_done and epoch + 1 == cfg.epochs:
+                stats.update(self.validate())
+            if epoch_done:
+                state.history.append(stats)
+            if d.main:
+                self.save(epoch, epoch_done, step, correct, seen, stats)
+            if d.world > 1:
+                dist.barrier()
+            if self.stopped:
+                break
+        result = TrainResult(self.run_dir, self.last_saved,
+                             self.best_dir if (self.best_dir / CONFIG).exists() else None,
+                             state.history, self.stopped, self.error)
+        if d.main:
+            self.emit({"event": "done", "stopped": self.stopped, "error": self.error,
+                       "checkpoint_dir": str(self.last_saved) if self.last_saved else None})
+        if self.error:
+            log.error(self.error)
+        return result
 
-    train_seconds = 0.0  # time in training steps only (not validation or checkpointing): for rate and ETA
-    done_steps = 0
-    total_steps = steps_per_epoch * (cfg.epochs - start_epoch) - skip_batches
-    for epoch in range(start_epoch, cfg.epochs):
+    def train_epoch(self, epoch: int) -> tuple[int, int, int, float]:
+        """Train `epoch` (from state.step_in_epoch on a resume) until its end, a stop request or a
+        non-finite loss; returns (steps done, correct, seen, start time)."""
+        cfg, d, state, device = self.cfg, self.d, self.state, self.device
         # Dropout draws from the global RNG: reseed per epoch so an epoch does not depend on history.
         torch.manual_seed(cfg.seed * 7919 + epoch)
-        if rng_state is not None:  # a run stopped mid-epoch continues the exact RNG stream
-            _set_rng_states(rng_state, device)
-            rng_state = None
-        dataset.set_epoch(epoch)
-        sampler = EpochSampler(len(dataset), cfg.seed, epoch, cfg.batch_size, skip_batches, d)
+        if state.rng is not None:  # a run stopped mid-epoch continues the exact RNG stream
+            _set_rng_states(state.rng, device)
+            state.rng = None
+        skip = state.step_in_epoch
+        self.dataset.set_epoch(epoch)
+        sampler = EpochSampler(len(self.dataset), cfg.seed, epoch, cfg.batch_size, skip, d)
         # Its own generator: a loader draws its workers' base seed from the global RNG otherwise,
         # which would shift the dropout stream of a run resumed mid-epoch by one draw.
         loader = DataLoader(
-            dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+            self.dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
             drop_last=False, pin_memory=device.type == "cuda", persistent_workers=False,
             generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch),
         )
-        train_model.train()
+        self.train_model.train()
         if cfg.freeze_stages:
-            freeze_early_stages(_bare(train_model), cfg.freeze_stages)
-        correct, seen = partial if skip_batches else (0, 0)
-        partial = (0, 0)
-        step = skip_batches
-        bar = _progress(cfg, d, steps_per_epoch, step, epoch)
-        t_epoch = time.time()
-        t_step = time.time()
-        for clips, labels in (loader if step < steps_per_epoch else ()):
-            lr = lr_at(cfg, epoch + step / steps_per_epoch)
-            for group in optimizer.param_groups:
+            freeze_early_stages(_bare(self.train_model), cfg.freeze_stages)
+        correct, seen = state.partial if skip else (0, 0)
+        state.partial, state.step_in_epoch = (0, 0), 0
+        step = skip
+        bar = _progress(cfg, d, self.steps_per_epoch, step, epoch)
+        started = t_step = time.time()
+        for clips, labels in (loader if step < self.steps_per_epoch else ()):
+            lr = lr_at(cfg, epoch + step / self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            clips = clips.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
+            clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             mix = mixup_pairing(cfg, epoch, step, len(labels))
             if mix is not None:
                 clips = mix[0] * clips + (1 - mix[0]) * clips[mix[1].to(device)]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = train_model(clips)
-            terms = mixed_loss(out, labels, mix, model_cfg, cfg, diversity_weight(cfg, epoch + step / steps_per_epoch))
+            with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out = self.train_model(clips)
+            terms = mixed_loss(out, labels, mix, self.model_cfg, cfg,
+                               diversity_weight(cfg, epoch + step / self.steps_per_epoch))
             bad_loss = not bool(torch.isfinite(terms.total))
             if _any_rank(bad_loss, d):  # all ranks leave together, or DDP hangs in the next all-reduce
                 what = f"loss became {float(terms.total.detach())}" if bad_loss else "another rank's loss became non-finite"
-                error = (f"{what} at epoch {epoch + 1} step {step + 1}: stopped; the last good checkpoint is kept "
-                         f"({last_saved or 'none written yet'}); lower the lr or set --grad-clip")
+                self.error = (f"{what} at epoch {epoch + 1} step {step + 1}: stopped; the last good checkpoint is "
+                              f"kept ({self.last_saved or 'none written yet'}); lower the lr or set --grad-clip")
                 break
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms.total).backward()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(terms.total).backward()
             if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(train_model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.train_model.parameters(), cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             step += 1
-            done_steps += 1
+            self.done_steps += 1
             correct += int((out.logits.argmax(1) == labels).sum())
             seen += len(labels)
-            train_seconds += time.time() - t_step
+            self.train_seconds += time.time() - t_step
             t_step = time.time()
-            elapsed = train_seconds
-            rate = done_steps * cfg.batch_size * d.world / max(elapsed, 1e-9)
-            event = {"event": "step", "epoch": epoch + 1, "step": step, "steps_per_epoch": steps_per_epoch,
-                     **terms.as_floats(), "loss": terms.as_floats()["total"], "lr": lr, "clips_per_s": rate,
-                     "eta_s": (total_steps - done_steps) * elapsed / max(done_steps, 1)}
-            emit(event)
-            if bar is not None:
-                bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{lr:.2g}", clips_s=f"{rate:.1f}")
-                bar.update(1)
-            if _stop_requested(stop_event, d):
-                stopped = True
+            self._step_event(epoch, step, lr, terms, bar)
+            if _stop_requested(self.stop_event, d):
+                self.stopped = True
                 break
-            if step >= steps_per_epoch:  # max_steps_per_epoch: do not load a batch we will not train on
+            if step >= self.steps_per_epoch:  # max_steps_per_epoch: do not load a batch we will not train on
                 break
         if bar is not None:
             bar.close()
-        skip_batches = 0
-        if not error and not _all_finite(_bare(train_model)):
-            error = (f"weights became non-finite in epoch {epoch + 1}: stopped; the last good checkpoint is "
-                     f"kept ({last_saved or 'none written yet'}); lower the lr or set --grad-clip")
-        if error:
-            break
-        epoch_done = not stopped
-        epoch_stats = {"epoch": epoch + 1, "train_acc": correct / max(seen, 1), "lr": lr_at(cfg, epoch),
-                       "epoch_time_s": time.time() - t_epoch}
-        if epoch_done and val_dataset is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            if d.main:
-                metrics = evaluate_model(_bare(train_model), val_dataset, device, class_names,
-                                         num_workers=cfg.num_workers, with_diversity=True)
-                epoch_stats.update({"val_acc": metrics["top1"], "val_top5": metrics["top5"],
-                                    "val_mean_class_acc": metrics["mean_class_accuracy"],
-                                    "val_stage_top1": metrics["stage_top1"],
-                                    "diversity_spatial": metrics.get("diversity_spatial"),
-                                    "diversity_temporal": metrics.get("diversity_temporal"),
-                                    "attention_quality": metrics.get("attention_quality")})
-            train_model.train()
+        return step, correct, seen, started
+
+    def _step_event(self, epoch: int, step: int, lr: float, terms, bar) -> None:
+        elapsed = self.train_seconds
+        rate = self.done_steps * self.cfg.batch_size * self.d.world / max(elapsed, 1e-9)
+        losses = terms.as_floats()
+        event = {"event": "step", "epoch": epoch + 1, "step": step, "steps_per_epoch": self.steps_per_epoch,
+                 **losses, "loss": losses["total"], "lr": lr, "clips_per_s": rate,
+                 "eta_s": (self.total_steps - self.done_steps) * elapsed / max(self.done_steps, 1)}
+        self.emit(event)
+        if bar is not None:
+            bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{lr:.2g}", clips_s=f"{rate:.1f}")
+            bar.update(1)
+
+    def validate(self) -> dict:
+        """Held-out metrics of the current weights (rank 0; other ranks get none)."""
+        out = {}
+        if self.val_dataset is not None and self.d.main:
+            metrics = evaluate_model(_bare(self.train_model), self.val_dataset, self.device, self.class_names,
+                                     num_workers=self.cfg.num_workers, with_diversity=True)
+            out = {"val_acc": metrics["top1"], "val_top5": metrics["top5"],
+                   "val_mean_class_acc": metrics["mean_class_accuracy"], "val_stage_top1": metrics["stage_top1"],
+                   "diversity_spatial": metrics.get("diversity_spatial"),
+                   "diversity_temporal": metrics.get("diversity_temporal"),
+                   "attention_quality": metrics.get("attention_quality")}
+        self.train_model.train()
+        return out
+
+    def save(self, epoch: int, epoch_done: bool, step: int, correct: int, seen: int, stats: dict) -> None:
+        """The run checkpoint (weights + RunState, swapped in whole), and `best/` when validation improved."""
+        state = self.state
+        improved = epoch_done and stats.get("val_acc", -1.0) > state.best_acc
         if epoch_done:
-            history.append(epoch_stats)
-        if d.main:
-            improved = epoch_done and epoch_stats.get("val_acc", -1.0) > best_acc
-            best_acc = max(best_acc, epoch_stats.get("val_acc", -1.0)) if epoch_done else best_acc
-            resume_state = {
-                "epoch": epoch + 1 if epoch_done else epoch,
-                "step_in_epoch": 0 if epoch_done else step,
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "torch_rng": None if epoch_done else _rng_states(device),
-                "partial_correct_seen": (0, 0) if epoch_done else (correct, seen),
-                "best_acc": best_acc,
-                "history": history,
-            }
-            metrics_for_card = {k: v for k, v in (history[-1] if history else {}).items() if k != "val_stage_top1"}
-            bare = _bare(train_model)
+            state.best_acc = max(state.best_acc, stats.get("val_acc", -1.0))
+        state.epoch, state.step_in_epoch = (epoch + 1, 0) if epoch_done else (epoch, step)
+        state.optimizer = self.optimizer.state_dict()
+        state.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else None
+        state.rng = None if epoch_done else _rng_states(self.device)
+        state.partial = (0, 0) if epoch_done else (correct, seen)
+        saved = state.saved()
+        state.rng, state.partial = (None, (0, 0)) if epoch_done else (state.rng, state.partial)
+        card_metrics = {k: v for k, v in (state.history[-1] if state.history else {}).items() if k != "val_stage_top1"}
 
-            def write_checkpoint(folder: Path, epochs_completed: int, state: dict | None = None) -> None:
-                if state is not None:
-                    save_training_state(folder, state)  # before config.json, which marks the folder complete
-                save_checkpoint(folder, bare, clip_cfg, class_names, metrics=metrics_for_card,
-                                training={**meta["training"], "epochs_completed": epochs_completed,
-                                          "step_in_epoch": resume_state["step_in_epoch"]},
-                                data_source=meta["data_source"])
+        def write(folder: Path, epochs_completed: int, resume: dict | None = None) -> None:
+            if resume is not None:
+                save_training_state(folder, resume)  # before config.json, which marks the folder complete
+            save_checkpoint(folder, _bare(self.train_model), self.clip_cfg, self.class_names, metrics=card_metrics,
+                            training={**self.meta["training"], "epochs_completed": epochs_completed,
+                                      "step_in_epoch": saved["step_in_epoch"]},
+                            data_source=self.meta["data_source"])
 
-            save_run_checkpoint(ckpt_dir, lambda f: write_checkpoint(f, resume_state["epoch"], resume_state))
-            last_saved = ckpt_dir
-            if improved:
-                save_run_checkpoint(best_dir, lambda f: write_checkpoint(f, epoch + 1))
-            emit({"event": "epoch", **epoch_stats, "num_classes": len(class_names), "checkpoint_dir": str(ckpt_dir),
-                  "stopped": stopped})
-        if d.world > 1:
-            dist.barrier()
-        if stopped:
-            break
-    result = TrainResult(run_dir, last_saved, best_dir if (best_dir / CONFIG).exists() else None,
-                         history, stopped, error)
-    if d.main:
-        emit({"event": "done", "stopped": stopped, "error": error,
-              "checkpoint_dir": str(last_saved) if last_saved else None})
-    if error:
-        log.error(error)
-    return result
+        swap_in_checkpoint(self.ckpt_dir, lambda f: write(f, saved["epoch"], saved))
+        self.last_saved = self.ckpt_dir
+        if improved:
+            swap_in_checkpoint(self.best_dir, lambda f: write(f, epoch + 1))
+        self.emit({"event": "epoch", **stats, "num_classes": len(self.class_names),
+                   "checkpoint_dir": str(self.ckpt_dir), "stopped": self.stopped})
+
+
+def train(cfg: TrainConfig, callback: Callback | None = None, stop_event: threading.Event | None = None) -> TrainResult:
+    """Run (or resume) training: `Trainer(cfg, callback, stop_event).run()`."""
+    return Trainer(cfg, callback, stop_event).run()
 
 
 def _emitter(callback: Callback | None, metrics: MetricsLog, d: Dist) -> Callback:

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import core.train as train_module
-from core.checkpoint import load_checkpoint, load_training_state
+from core.checkpoint import load_checkpoint, load_training_state, recover_checkpoint_swap, swap_in_checkpoint
 from core.train import TrainConfig, train
 from conftest import ROOT, one_thread_env
 
@@ -225,16 +225,16 @@ def test_interrupted_checkpoint_swap_is_repaired(tmp_path):
     """A kill between the swap's two renames leaves no checkpoint/ but a complete .new: the next
     start puts it in place; a half-written .new (no config.json) is dropped."""
     ckpt = tmp_path / "checkpoint"
-    train_module.save_run_checkpoint(ckpt, lambda f: (f.mkdir(), (f / "config.json").write_text("1")))
+    swap_in_checkpoint(ckpt, lambda f: (f.mkdir(), (f / "config.json").write_text("1")))
     ckpt.rename(tmp_path / "checkpoint.old")
     (tmp_path / "checkpoint.new").mkdir()
     (tmp_path / "checkpoint.new" / "config.json").write_text("2")
-    train_module.recover_run_checkpoint(ckpt)
+    recover_checkpoint_swap(ckpt)
     assert (ckpt / "config.json").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
     (tmp_path / "checkpoint.new").mkdir()
     (tmp_path / "checkpoint.new" / "model.safetensors").write_text("partial")
-    train_module.recover_run_checkpoint(ckpt)
+    recover_checkpoint_swap(ckpt)
     assert (ckpt / "config.json").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
 
