@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:  # run as `python bench/x.py`: make `core` importa
 import torch  # noqa: E402
 
 from core.capability import bf16_skip_reason, describe  # noqa: E402
-from core.model.inference import InferenceConv3d  # noqa: E402
+from core.model.kernels import InferenceConv3d  # noqa: E402
 from core.runtime import keep_freed_memory  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"

@@ -33,7 +33,8 @@ from common import (base_parser, count_flops, emit, interleave, machine, measure
                     physical_peak, precisions, setup, summary)
 
 from core.model import build_model, config_by_name
-from core.model.inference import optimize_for_inference, prepare_clip
+from core.model.inference import optimize_for_inference
+from core.model.kernels import prepare_clip
 from core.runtime import intra_op_threads
 
 OURS = ("stmanet_r50", "r3d50_baseline")

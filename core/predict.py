@@ -36,7 +36,8 @@ from .checkpoint import LoadedCheckpoint, load_checkpoint, load_familiarity
 from .data.clips import ClipConfig, decode_max_side, test_batch, test_crop_box, test_windows
 from .data.video import probe_video, read_frames
 from .model import forward_flops
-from .model.inference import optimize_for_inference, prepare_clip
+from .model.inference import optimize_for_inference
+from .model.kernels import prepare_clip
 from .attention_quality import describe, video_quality
 from .familiarity import scores as familiarity_scores, video_feature
 from .capability import DEVICE_CHOICES, bf16_skip_reason, bf16_supported, resolve_device, with_cpu_fallback

@@ -15,9 +15,9 @@ leaves a complete folder: `checkpoint/`, or between the two renames `checkpoint.
 `checkpoint.new/`, which the next start (or `--resume`) puts back in place. The CLI turns SIGTERM
 (what clusters send before they kill) into a stop request: a checkpoint after the current step.
 
-Why this module is long (~770 lines): the training loop, its restore/save protocol and the CLI
-share TrainConfig and the run folder's layout; issue 13 cuts the loop into a Trainer over a
-RunState (restore, train_epoch, validate, save) - not done yet.
+Why this module is long (~800 lines): TrainConfig (validated), the Trainer (restore,
+train_epoch, validate, save over a RunState), the schedule/optimizer/mixup helpers and the CLI
+share TrainConfig and the run folder's layout; the checkpoint swap lives in core.checkpoint.
 """
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from core.model import build_model, config_by_name
-from core.model.inference import FastSTMANet, _pool_to, optimize_for_inference, prepare_clip
+from core.model.inference import optimize_for_inference
+from core.model.kernels import pool_to, prepare_clip
+from core.model.stmanet import STMANet
 from conftest import needs_cpu_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +131,7 @@ def test_inference_copy_is_the_same_function(name, channels_last):
     model = _randomised(build_model(config_by_name(name, num_classes=5, base_width=8)))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = optimize_for_inference(model, channels_last=channels_last)
-    assert isinstance(fast, FastSTMANet) and type(model).__name__ == "STMANet"
+    assert type(fast) is STMANet and fast.fused and not model.fused  # one class, one forward: fused blocks
     for shape in [(2, 3, 16, 64, 64), (1, 3, 17, 80, 96)]:  # odd sizes: pools that do not divide
         clip = torch.randn(*shape)
         with torch.inference_mode():
@@ -187,14 +189,14 @@ def test_inference_copy_of_torchvision_video_resnets():
 
 def test_pool_is_the_adaptive_pool():
     x = torch.randn(2, 8, 16, 28, 28).contiguous(memory_format=torch.channels_last_3d)
-    assert _pool_to(x, (16, 28, 28)) is x
-    assert torch.equal(_pool_to(x, (8, 14, 14)), F.adaptive_avg_pool3d(x, (8, 14, 14)))  # bit-identical
+    assert pool_to(x, (16, 28, 28)) is x
+    assert torch.equal(pool_to(x, (8, 14, 14)), F.adaptive_avg_pool3d(x, (8, 14, 14)))  # bit-identical
     y = torch.randn(1, 4, 4, 7, 7)
-    assert torch.equal(_pool_to(y, (2, 4, 4)), F.adaptive_avg_pool3d(y, (2, 4, 4)))  # 7 -> 4: the pool itself
+    assert torch.equal(pool_to(y, (2, 4, 4)), F.adaptive_avg_pool3d(y, (2, 4, 4)))  # 7 -> 4: the pool itself
     # 7 -> 4 on channels_last: the averaging-matrix product, in fp32 and bf16, still channels_last
     for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 1e-2)):
         z = torch.randn(2, 16, 5, 7, 7).to(dtype).contiguous(memory_format=torch.channels_last_3d)
-        pooled = _pool_to(z, (2, 4, 4))
+        pooled = pool_to(z, (2, 4, 4))
         assert pooled.dtype == dtype and pooled.is_contiguous(memory_format=torch.channels_last_3d)
         torch.testing.assert_close(pooled.float(), F.adaptive_avg_pool3d(z.float(), (2, 4, 4)), atol=tol, rtol=tol)
 

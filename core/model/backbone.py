@@ -7,6 +7,10 @@ For a 32x112x112 clip: stage 2 is 16x28x28, stage 3 8x14x14, stage 4 4x7x7, stag
 Block layouts (torchvision `models/video/resnet.py` style):
   BasicBlock:      3x3x3 -> BN -> ReLU -> 3x3x3 -> BN  (+ shortcut) -> ReLU
   Bottleneck:      1x1x1 -> BN -> ReLU -> 3x3x3 -> BN -> ReLU -> 1x1x1 (x4) -> BN (+ shortcut) -> ReLU
+
+`fuse_for_inference` (called by core.model.inference.optimize_for_inference on a frozen copy)
+folds each BN into its convolution and runs them through core.model.kernels: the ReLU and the
+shortcut sum happen in the convolutions' epilogues. The same forward then takes that path.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from torch import nn
 
 from .configs import STAGE_BLOCKS, STMANetConfig
 from .inputs import stem_channels
+from .kernels import InferenceConv3d
 
 
 def conv_bn(c_in: int, c_out: int, kernel, stride=1, padding=0) -> nn.Sequential:
@@ -33,10 +38,16 @@ class BasicBlock(nn.Module):
         self.conv2 = conv_bn(width, c_out, 3, 1, 1)
         self.shortcut = conv_bn(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
+        self.fused = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:  # BN folded; ReLU and the shortcut sum in the convolutions' epilogues
+            return self.conv2.plus(self.conv1(x, relu=True), self.shortcut(x), relu=True)
         out = self.conv2(self.relu(self.conv1(x)))
         return self.relu(out + self.shortcut(x))
+
+    def fuse_for_inference(self, channels_last: bool) -> None:
+        _fuse_convs(self, ("conv1", "conv2"), channels_last)
 
 
 class Bottleneck(nn.Module):
@@ -50,12 +61,19 @@ class Bottleneck(nn.Module):
         self.conv3 = conv_bn(width, c_out, 1)
         self.shortcut = conv_bn(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
+        self.fused = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:  # BN folded; ReLU and the shortcut sum in the convolutions' epilogues
+            out = self.conv2(self.conv1(x, relu=True), relu=True)
+            return self.conv3.plus(out, self.shortcut(x), relu=True)
         out = self.relu(self.conv1(x))
         out = self.relu(self.conv2(out))
         out = self.conv3(out)
         return self.relu(out + self.shortcut(x))
+
+    def fuse_for_inference(self, channels_last: bool) -> None:
+        _fuse_convs(self, ("conv1", "conv2", "conv3"), channels_last)
 
 
 class Stem(nn.Module):
@@ -67,9 +85,23 @@ class Stem(nn.Module):
         self.conv = conv_bn(in_channels, width, kernel, stride=(1, 2, 2), padding=(temporal_kernel // 2, 3, 3))
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.MaxPool3d(3, stride=2, padding=1)
+        self.fused = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:  # BN folded, ReLU in the convolution's epilogue
+            return self.pool(self.conv(x, relu=True))
         return self.pool(self.relu(self.conv(x)))
+
+    def fuse_for_inference(self, channels_last: bool) -> None:
+        _fuse_convs(self, ("conv",), channels_last)
+
+
+def _fuse_convs(block: nn.Module, names: tuple[str, ...], channels_last: bool) -> None:
+    """Each conv_bn named (and a conv_bn shortcut) -> one frozen InferenceConv3d with the BN folded in."""
+    for name in names + (("shortcut",) if isinstance(getattr(block, "shortcut", None), nn.Sequential) else ()):
+        seq = getattr(block, name)
+        setattr(block, name, InferenceConv3d.from_conv(seq[0], channels_last, seq[1]))
+    block.fused = True
 
 
 def make_stages(cfg: STMANetConfig) -> tuple[Stem, nn.ModuleList]:

@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .backbone import conv_bn, kaiming_init, make_stages
 from .configs import STMANetConfig
 from .inputs import ClipInput
+from .kernels import ConvReLU, prepare_clip
 from .spatial import SpatialAggregation
 from .temporal import TemporalAggregation
 
@@ -38,6 +39,7 @@ class STMANet(nn.Module):
     def __init__(self, cfg: STMANetConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.fused = self.channels_last = False  # fuse_for_inference sets both
         self.input = ClipInput(cfg.input_mode)
         self.stem, self.stages = make_stages(cfg)
         c = cfg.stage_channels
@@ -67,21 +69,25 @@ class STMANet(nn.Module):
         """clip: (B, 3, T, H, W), normalised. Attention maps are computed when asked for, or when
         training with the diversity losses (which need them)."""
         need_maps = return_attention or (self.training and self.cfg.diversity_active)
-        x = self.stem(self.input(clip))  # (B, base, T/2, H/4, W/4)
+        x = self.stem(prepare_clip(self, self.input(clip)))  # (B, base, T/2, H/4, W/4)
         branch = self.tda_entry(x) if self.tda is not None else None  # X^1: (B, C_2/2, ...)
         pooled, spatial, temporal, shapes = [], [], [], []
         for i, stage in enumerate(self.stages):
             z = stage(x)  # Z^i: (B, C_i, T_i, H_i, W_i)
-            fused = z
             a_t = a_s = None
             if self.tda is not None:
-                d_t, branch, a_t = self.tda[i](z, branch, need_maps)
-                fused = fused + d_t
+                main_agg, branch, a_t = self.tda[i].aggregate(z, branch, need_maps)
             if self.sda is not None:
-                d_s, a_s = self.sda[i](z, need_maps)
-                fused = fused + d_s
-            if self.tda is not None and i == 3:
-                fused = fused + branch  # X^5 joins the main branch
+                sda_agg, a_s = self.sda[i].aggregate(z, need_maps)
+            # eq. 8's Z + dT + dS after both aggregates have read Z: fused, the sums are added into
+            # Z (the stage's own fresh output) in place by the output convolutions' epilogues
+            fused = z
+            if self.tda is not None:
+                fused = self.tda[i].add_output(main_agg, fused)
+            if self.sda is not None:
+                fused = self.sda[i].add_output(sda_agg, fused)
+            if self.tda is not None and i == 3:  # X^5 joins the main branch
+                fused = fused.add_(branch) if self.fused else fused + branch
             x = fused  # Z^i_f
             pooled.append(fused.mean(dim=(2, 3, 4)))  # (B, C_i)
             spatial.append(a_s)
@@ -93,6 +99,17 @@ class STMANet(nn.Module):
         if self.stage_heads is not None:
             stage_logits = [head(p.detach()) for head, p in zip(self.stage_heads, pooled)]
         return STMANetOutput(logits, stage_logits, spatial, temporal, shapes, features)
+
+    def fuse_for_inference(self, channels_last: bool) -> None:
+        """Every block fuses itself (core.model.kernels: BN folded, oneDNN convolutions with
+        prepacked weights, ReLU and sums in epilogues, channels_last); the same forward then takes
+        those kernels. For a frozen eval-mode copy only: core.model.inference.optimize_for_inference."""
+        blocks = [m for m in self.modules() if m is not self and hasattr(m, "fuse_for_inference")]
+        for block in blocks:
+            block.fuse_for_inference(channels_last)
+        if self.tda_entry is not None:
+            self.tda_entry = ConvReLU(self.tda_entry, channels_last)
+        self.channels_last, self.fused = channels_last, True
 
 
 def build_model(cfg: STMANetConfig) -> STMANet:

@@ -12,6 +12,13 @@ the previous TDA branch (pooled here to Z^i's T, H, W: the stride-2 pool that cl
 The value maps tau and sigma are 1x1x1 reductions to r = C / reduction channels; a 1x1x1 conv
 commutes with the attention's mixing over time, so reducing first gives the same function
 class at a fraction of the cost (docs/model.md, FLOPs). eps and eps_b are 3x1x1 convs + BN.
+
+`fuse_for_inference` regroups the same sums for a frozen copy (core.model.kernels): phi and
+omega (3x1x1 on [Z; X]) become one convolution with stacked outputs, split over input channels
+(conv_z(Z) + conv_x(X): no concatenated copy of the stage's largest tensor); tau (1x1x1 on [Z; X])
+and sigma (1x1x1 on Z) one convolution on Z with outputs [tau_z; sigma], plus tau_x(X) added into
+the tau half; BN folded into eps and eps_b; the pool as a depthwise convolution. `aggregate`
+then takes that path; the function is the same to fp32 rounding.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from torch import nn
 
 from .attention import attend
 from .backbone import conv_bn
+from .kernels import InferenceConv3d, attend_for_inference, memory_format, pool_to, stacked_vectors, vectors_as_frames
 
 
 def _temporal_conv(c_in: int, c_out: int, bias: bool = False) -> nn.Conv3d:
@@ -49,23 +57,59 @@ class TemporalAggregation(nn.Module):
         self.branch_out = conv_bn(r, branch_out, (3, 1, 1), padding=(1, 0, 0))  # eps_b
         self.main_out = conv_bn(r, channels, (3, 1, 1), padding=(1, 0, 0))  # eps
         self._reduced = r
+        self.fused = False
         nn.init.constant_(self.main_out[1].weight, gamma_init)
         if last_stage:  # X^5 is added to the main branch: start it as a no-op too
             nn.init.constant_(self.branch_out[1].weight, gamma_init)
 
     def forward(self, z: torch.Tensor, x_prev: torch.Tensor, need_map: bool):
         """Returns (dT, X^i, A_t or None): dT = eps(A_t sigma(Z)) is eq. 3's added term."""
+        main_agg, x_next, attn = self.aggregate(z, x_prev, need_map)
+        return self.main_out(main_agg), x_next, attn
+
+    def add_output(self, main_agg: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
+        """acc + eps(main_agg) (eq. 3's sum); fused, added into acc in place by the conv's epilogue."""
+        return self.main_out.add_into(main_agg, acc) if self.fused else acc + self.main_out(main_agg)
+
+    def aggregate(self, z: torch.Tensor, x_prev: torch.Tensor, need_map: bool):
+        """(A_t sigma(Z) (B, r, T, H, W), X^i, A_t or None): eqs. 1-2 and eq. 3 up to eps."""
         b, _, t, h, w = z.shape
-        x_prev = F.adaptive_avg_pool3d(x_prev, (t, h, w))  # eq. 2's stride-2 pool, sized to this stage
-        z_cat = torch.cat([z, x_prev], dim=1)  # (B, 3C/2, T, H, W)
-        q = rearrange(self.query(z_cat), "b c t h w -> b t (c h w)")
-        k = rearrange(self.key(z_cat), "b c t h w -> b t (c h w)")
-        values = torch.cat([self.branch_value(z_cat), self.main_value(z)], dim=1)  # (B, 2r, T, H, W)
-        v = rearrange(values, "b c t h w -> b t (c h w)")
-        out, attn = attend(q, k, v, need_map)  # (B, T, 2r*H*W), (B, T, T)
-        out = rearrange(out, "b t (c h w) -> b c t h w", h=h, w=w)
-        branch_agg, main_agg = out.split(self._reduced, dim=1)
+        r = self._reduced
+        if self.fused:
+            x_prev = pool_to(x_prev, (t, h, w))
+            q, k = stacked_vectors(self.qk_x.add_into(x_prev, self.qk_z(z)), 2, positions=False)  # (B, T, H*W*r)
+            values = self.v_z(z)  # (B, 2r, T, H, W): [tau_z Z; sigma Z]
+            values[:, :r] += self.v_x(x_prev)
+            v = values.permute(0, 2, 3, 4, 1).reshape(b, t, -1)  # (B, T, H*W*2r), (h, w, c) order
+            out, attn = attend_for_inference(q, k, v, need_map)
+            out = vectors_as_frames(out, h, w, memory_format(z))  # (B, 2r, T, H, W)
+        else:
+            x_prev = F.adaptive_avg_pool3d(x_prev, (t, h, w))  # eq. 2's stride-2 pool, sized to this stage
+            z_cat = torch.cat([z, x_prev], dim=1)  # (B, 3C/2, T, H, W)
+            q = rearrange(self.query(z_cat), "b c t h w -> b t (c h w)")
+            k = rearrange(self.key(z_cat), "b c t h w -> b t (c h w)")
+            values = torch.cat([self.branch_value(z_cat), self.main_value(z)], dim=1)  # (B, 2r, T, H, W)
+            v = rearrange(values, "b c t h w -> b t (c h w)")
+            out, attn = attend(q, k, v, need_map)  # (B, T, 2r*H*W), (B, T, T)
+            out = rearrange(out, "b t (c h w) -> b c t h w", h=h, w=w)
+        branch_agg, main_agg = out.split(r, dim=1)
+        if self.fused:  # BN folded, the ReLU in the convolution's epilogue
+            return main_agg, self.branch_out(branch_agg, relu=not self.last_stage), attn
         x_next = self.branch_out(branch_agg)
         if not self.last_stage:
             x_next = F.relu(x_next)
-        return self.main_out(main_agg), x_next, attn
+        return main_agg, x_next, attn
+
+    def fuse_for_inference(self, channels_last: bool) -> None:
+        c = self.main_value.in_channels
+        qk = torch.cat([self.query.weight, self.key.weight])  # (2r, C + C_b, 3, 1, 1)
+        pad = self.query.padding
+        self.qk_z = InferenceConv3d(qk[:, :c], None, padding=pad, channels_last=channels_last)
+        self.qk_x = InferenceConv3d(qk[:, c:], None, padding=pad, channels_last=channels_last)
+        tau = self.branch_value.weight  # (r, C + C_b, 1, 1, 1)
+        self.v_z = InferenceConv3d(torch.cat([tau[:, :c], self.main_value.weight]), None, channels_last=channels_last)
+        self.v_x = InferenceConv3d(tau[:, c:], None, channels_last=channels_last)
+        self.branch_out = InferenceConv3d.from_conv(self.branch_out[0], channels_last, self.branch_out[1])
+        self.main_out = InferenceConv3d.from_conv(self.main_out[0], channels_last, self.main_out[1])
+        del self.query, self.key, self.branch_value, self.main_value
+        self.fused = True
