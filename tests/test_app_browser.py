@@ -34,6 +34,7 @@ def server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("browser")
     ckpt = make_tiny_checkpoint(root / "checkpoints" / "tiny")
+    _everything_unfamiliar(ckpt)
     cfg = AppConfig(checkpoint=ckpt, checkpoints_dir=root / "checkpoints", runs_dir=root / "runs",
                     data_root=None, examples_dir=None, decode_seconds=6)
     demo = build_demo(cfg)
@@ -42,6 +43,17 @@ def server(tmp_path_factory):
         yield url
     finally:
         demo.close()
+
+
+def _everything_unfamiliar(ckpt) -> None:
+    """A familiarity reference whose threshold no video reaches (scores are cosines, <= 1)."""
+    import numpy as np
+
+    from core.checkpoint import load_checkpoint, save_familiarity
+
+    dim = load_checkpoint(ckpt).model.classifier.in_features
+    reference = np.eye(4, dim, dtype=np.float32)
+    save_familiarity(ckpt, reference, 2.0, {"margin": 0.0})
 
 
 @contextlib.contextmanager
@@ -69,6 +81,8 @@ def test_upload_recognise_and_look_inside(browser, server, shared_data, tmp_path
         label.get_by_text("wave").first.wait_for(timeout=60_000)
         for name in ("wave", "clap", "jump"):
             assert label.get_by_text(name).count() >= 1
+        # beside the top-k, in plain words: this video is not like the training videos
+        page.locator("#recognise-note").get_by_text("Unfamiliar video").first.wait_for(timeout=10_000)
         page.screenshot(path=str(tmp_path / "recognise.png"), full_page=True)
 
         page.get_by_role("tab", name="Look inside").click()
