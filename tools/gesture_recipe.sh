@@ -6,8 +6,10 @@
 #   bash tools/gesture_recipe.sh cv        # 4 folds x (ST-MANet, plain backbone)   -> runs/cv/main
 #   bash tools/gesture_recipe.sh ablation  # 4 folds x ST-MANet without L_s, L_t     -> runs/cv/nodiv
 #   bash tools/gesture_recipe.sh rgb       # 4 folds x ST-MANet on RGB, not frame differences -> runs/cv/rgb
+#   bash tools/gesture_recipe.sh tta       # the cv runs evaluated with 8 test clips  -> runs/cv/main_tta8
+#   bash tools/gesture_recipe.sh familiar  # familiarity calibration on the cv folds  -> docs/eval/familiarity_cv_*.json
 #   bash tools/gesture_recipe.sh ship      # both models on all 8 subjects          -> runs/ship
-#   bash tools/gesture_recipe.sh card      # checkpoints/ from runs/ship + the tables
+#   bash tools/gesture_recipe.sh card      # checkpoints/ from runs/ship + the tables (8 test clips, familiarity)
 #
 # Two runs side by side on two cores, one thread each (~15 s an epoch each on the 2-core CPU).
 set -euo pipefail
@@ -33,6 +35,18 @@ case "${1:-}" in
   rgb)
     python -m core.crossval --gesture-root "$DATA" --out runs/cv/rgb --models stmanet_r18 \
       --jobs 2 -- $RECIPE --val-every 5 --input-mode rgb --data-source gestures ;;
+  tta)
+    # evaluation only: the cv runs' last-epoch weights (hard links, no copy), 8 clips per video
+    rm -rf runs/cv/main_tta8 && cp -al runs/cv/main runs/cv/main_tta8
+    rm -f runs/cv/main_tta8/crossval.* runs/cv/main_tta8/fold*/*/result.json
+    OMP_NUM_THREADS=1 python -m core.crossval --gesture-root "$DATA" --out runs/cv/main_tta8 \
+      --models stmanet_r18 r3d18_baseline --jobs 1 --eval-windows 8 -- $RECIPE --val-every 5 --data-source gestures ;;
+  familiar)
+    for model in stmanet_r18 r3d18_baseline; do
+      OMP_NUM_THREADS=1 python -m core.familiarity calibrate --cv runs/cv/main --gesture-root "$DATA" --model $model \
+        --others ../shared/data/clips --out docs/eval/familiarity_cv_$model.json &
+    done
+    wait ;;
   ship)
     python -m core.data.gestures "$DATA" runs/gesture_lists_all --train-subjects S1 S2 S3 S4 S5 S6 S7 S8 --val-subjects
     LISTS="--data-layout list --data-root $DATA --train-list runs/gesture_lists_all/train.txt \
@@ -44,10 +58,13 @@ case "${1:-}" in
     wait ;;
   card)
     python tools/ship_default.py --checkpoint runs/ship/stmanet_r18/checkpoint \
-      --baseline-checkpoint runs/ship/r3d18_baseline/checkpoint --crossval runs/cv/main/crossval.json \
+      --baseline-checkpoint runs/ship/r3d18_baseline/checkpoint --crossval runs/cv/main_tta8/crossval.json \
+      --also "Test-time protocol: 2 clips per video (as validated during training)" runs/cv/main/crossval.json \
+      --test-clips 8 --familiarity docs/eval/familiarity_cv_stmanet_r18.json docs/eval/familiarity_cv_r3d18_baseline.json \
+      --train-list runs/gesture_lists_all/train.txt --data-root "$DATA" \
       --ablation runs/cv/nodiv/crossval.json --old-eval docs/eval/old_default_s7s8.json \
       --also "Input check on the same folds: RGB instead of frame differences" runs/cv/rgb/crossval.json \
       --notes docs/default_model_notes.md --name stmanet-r18-gestures ;;
   *)
-    sed -n '2,13p' "$0"; exit 2 ;;
+    sed -n '2,15p' "$0"; exit 2 ;;
 esac
