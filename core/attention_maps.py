@@ -19,6 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+try:  # optional: without PyAV (its wheel carries FFmpeg with libx264), OpenCV writes VP8/VP9 WebM
+    import av
+except ImportError:  # pragma: no cover - PyAV is in requirements.txt
+    av = None
+
 DEFAULT_COLORMAP = cv2.COLORMAP_TURBO  # a rainbow people read as cold -> hot, more even than JET
 
 
@@ -166,9 +171,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float) -> Path:
         raise ValueError(f"fps must be > 0, got {fps}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import av  # noqa: F401
-    except ImportError:
+    if av is None:
         path = path.with_suffix(".webm")
         writer = _write_webm
     else:
@@ -185,8 +188,6 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float) -> Path:
 
 
 def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
-    import av
-
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1:3]

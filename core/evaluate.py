@@ -28,7 +28,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tqdm import tqdm
+
 from .attention_quality import AttentionQuality
+from .checkpoint import CheckpointError, load_checkpoint, read_meta, resolve_checkpoint
+from .data.dataset import load_test_clips
+from .data.listfile import read_list_file
+from .data.samples import Sample, VideoList
+from .data.sources import LAYOUTS, read_dataset
+from .report import write_html_report
 from .capability import DEVICE_CHOICES, resolve_device, with_cpu_fallback
 from .model.losses import stage_similarity
 
@@ -62,8 +70,6 @@ class EvalVideos(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        from .data.dataset import load_test_clips
-
         sample = self.samples[index]
         try:
             clips, _, _ = load_test_clips(sample.path, self.cfg)
@@ -88,8 +94,6 @@ def evaluate_model(model, dataset, device, class_names: list[str], num_workers: 
     quality = AttentionQuality(clip_cfg) if with_diversity and clip_cfg is not None else None
     iterator = loader
     if progress:
-        from tqdm import tqdm
-
         iterator = tqdm(loader, total=len(dataset), desc="evaluate", leave=False)
     for index, (windows, label) in enumerate(iterator):
         if isinstance(windows, Unreadable):
@@ -195,8 +199,6 @@ def match_classes(video_list, class_names: list[str], names_authoritative: bool 
     file, classInd.txt, the class folders): it must equal the checkpoint's. Otherwise (a list
     file without a class list: only the labels that occur are known) the labels must be names
     among the checkpoint's classes, or indices into them."""
-    from .data.samples import Sample, VideoList
-
     have, want = list(video_list.class_names), list(class_names)
     if have == want:
         return video_list
@@ -237,8 +239,6 @@ def evaluate_checkpoint(checkpoint, video_list, device="cpu", max_windows: int |
                         num_workers: int = 0, batch_windows: int = 8, with_diversity: bool = True,
                         progress: bool = False) -> dict:
     """The whole report for a checkpoint (folder or Hub id) on a VideoList with its classes."""
-    from .checkpoint import load_checkpoint
-
     loaded = load_checkpoint(checkpoint, device=device)
     clip_cfg = loaded.clip_cfg if max_windows is None else loaded.clip_cfg.replace(max_windows=max_windows)
     if list(video_list.class_names) != list(loaded.class_names):
@@ -333,8 +333,6 @@ DATA_FLAGS = ("data_layout", "data_root", "train_list", "val_list", "class_list"
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     """The data flags of `python -m core.train` (see core.data.sources.read_dataset)."""
-    from .data.sources import LAYOUTS
-
     parser.add_argument("--data-layout", choices=LAYOUTS, default="list")
     parser.add_argument("--data-root", "--root", dest="data_root", default="",
                         help="videos folder (list paths are relative to it; default: the list file's folder)")
@@ -351,16 +349,12 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
 def read_eval_list(args, subset: str = "val"):
     """(VideoList to evaluate, names_authoritative) from the data flags."""
     if args.data_layout == "list":
-        from .data.listfile import read_list_file
-
         path = args.eval_list or (args.val_list if subset == "val" else args.train_list)
         if not path:
             raise ValueError("the list layout needs --list FILE (or --val-list)")
         if not Path(path).is_file():
             raise FileNotFoundError(f"list file {path} does not exist")
         return read_list_file(path, args.data_root or None, class_list=args.class_list), bool(args.class_list)
-    from .data.sources import read_dataset
-
     cfg = types.SimpleNamespace(**{name: getattr(args, name) for name in DATA_FLAGS})
     train_list, val_list = read_dataset(cfg)
     return (val_list if subset == "val" else train_list), True
@@ -385,8 +379,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> dict:
-    from .checkpoint import read_meta, resolve_checkpoint
-
     device = resolve_device(args.device)
     folder = resolve_checkpoint(args.checkpoint)
     class_names = read_meta(folder)["class_names"]
@@ -403,8 +395,6 @@ def run(args) -> dict:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=2))
     if args.html_out:
-        from .report import write_html_report
-
         write_html_report(report, args.html_out)
     return report
 
@@ -412,8 +402,6 @@ def run(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    from .checkpoint import CheckpointError
-
     try:
         report = run(args)
     except (ClassMismatch, CheckpointError, ValueError, FileNotFoundError) as exc:

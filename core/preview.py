@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
+
 from .attention_maps import write_video
 from .data.video import probe_video, read_video
 
@@ -33,8 +35,6 @@ class PreviewLimits:
 def video_codec(path: str | Path) -> str | None:
     """The first video stream's codec name (e.g. "h264", "mjpeg"), or None when PyAV cannot tell."""
     try:
-        import av
-
         with av.open(str(path)) as container:
             streams = container.streams.video
             return streams[0].codec_context.name if streams else None

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
 
 from .capability import resolve_device, with_cpu_fallback
 from .checkpoint import (
@@ -732,8 +733,6 @@ def _stop_requested(stop_event: threading.Event | None, d: Dist) -> bool:
 def _progress(cfg: TrainConfig, d: Dist, total: int, initial: int, epoch: int):
     if not (cfg.show_progress and d.main):
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from .samples import ScanReport, VideoList
 from .video import read_video
@@ -115,10 +116,6 @@ def _progress_bar(total: int, progress: bool | Callable[[int, int], None]) -> Ca
         return lambda done: None if done is None else progress(done, total)
     if not progress:
         return lambda done: None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is in requirements.txt, but a bar is not worth failing over
-        return lambda done: None if done is None else print(f"cache {done}/{total}", file=sys.stderr)
     bar = tqdm(total=total, desc="decoding to frame cache", unit="video", file=sys.stderr)
 
     def update(done: int | None) -> None:

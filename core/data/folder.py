@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .samples import Sample, VideoList, is_video_file
+from .samples import VIDEO_EXTENSIONS, Sample, VideoList, is_video_file
 
 
 def read_class_folders(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> tuple[VideoList, VideoList]:
@@ -47,6 +47,4 @@ def _val_count(n: int, fraction: float) -> int:
 
 
 def _ext_hint() -> list[str]:
-    from .samples import VIDEO_EXTENSIONS
-
     return [e.lstrip(".") for e in VIDEO_EXTENSIONS]

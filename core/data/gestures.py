@@ -6,6 +6,7 @@ person on both sides measures memory of that person, not recognition of the gest
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .listfile import write_class_list, write_list_file
@@ -74,8 +75,6 @@ def write_gesture_lists(
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m core.data.gestures GESTURE_ROOT OUT_DIR`: write train.txt, val.txt, classes.txt."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("gesture_root")
     parser.add_argument("out_dir")

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .diving48 import read_diving48
+from .folder import read_class_folders
+from .hmdb51 import read_hmdb51
+from .listfile import read_list_file
 from .samples import Sample, VideoList
+from .ucf101 import read_ucf101
 
 LAYOUTS = ("folder", "list", "ucf101", "hmdb51", "diving48")
 
@@ -25,12 +30,8 @@ def read_dataset(cfg):
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} is not a folder")
     if layout == "folder":
-        from .folder import read_class_folders
-
         return read_class_folders(root, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if layout == "list":
-        from .listfile import read_list_file
-
         if not cfg.train_list:
             raise ValueError("the list layout needs --train-list")
         train = read_list_file(cfg.train_list, root, class_list=cfg.class_list)
@@ -43,13 +44,8 @@ def read_dataset(cfg):
     if layout in ("ucf101", "hmdb51"):
         if not cfg.splits_dir:
             raise ValueError(f"the {layout} layout needs --splits-dir")
-        if layout == "ucf101":
-            from .ucf101 import read_ucf101 as reader
-        else:
-            from .hmdb51 import read_hmdb51 as reader
+        reader = read_ucf101 if layout == "ucf101" else read_hmdb51
         return reader(root, cfg.splits_dir, split=cfg.split)
-    from .diving48 import read_diving48
-
     if not (cfg.train_list and cfg.val_list and cfg.class_list):
         raise ValueError("the diving48 layout needs --train-list, --val-list (JSON) and --class-list (vocab JSON)")
     return read_diving48(root, cfg.train_list, cfg.val_list, cfg.class_list)
