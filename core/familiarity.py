@@ -87,21 +87,25 @@ def _list_paths(list_file: Path, root: Path) -> list[Path]:
     return [Path(s.path) for s in read_list_file(list_file, root=root).samples]
 
 
-def calibrate(cv_dir: Path, gesture_root: Path, model: str, others_dir: Path | None) -> dict:
+def calibrate(cv_dir: Path, gesture_root: Path, model: str, others_dir: Path | None,
+              test_clips: int | None = None) -> dict:
     """Every fold of a core.crossval folder: margins, and how the rule does on held-out people
-    and on the videos in others_dir (non-gesture clips)."""
+    and on the videos in others_dir (non-gesture clips). test_clips: clips per video as the
+    shipped model will score them (default: each fold checkpoint's own)."""
     others = sorted(p for p in others_dir.iterdir() if p.is_file()) if others_dir else []
     folds = []
     for fold_dir in sorted(cv_dir.glob("fold*")):
         loaded = load_checkpoint(fold_dir / model / "checkpoint")
+        clip_cfg = loaded.clip_cfg if test_clips is None else loaded.clip_cfg.replace(max_windows=test_clips)
         lists = fold_dir / "lists"
-        feats = {name: features_of(loaded.model, _list_paths(lists / f"{name}.txt", gesture_root), loaded.clip_cfg)
+        feats = {name: features_of(loaded.model, _list_paths(lists / f"{name}.txt", gesture_root), clip_cfg)
                  for name in ("train", "val")}
-        other = features_of(loaded.model, others, loaded.clip_cfg) if others else None
+        other = features_of(loaded.model, others, clip_cfg) if others else None
         folds.append({"fold": fold_dir.name, **fold_margin(feats["train"], feats["val"], other)})
         log.info("%s: %s", fold_dir.name, folds[-1])
     margins = [f["margin"] for f in folds]
     return {"rule": f"unfamiliar when the mean cosine to the {K} nearest training videos < training median - margin",
+            "test_clips": test_clips,
             "margin": float(np.mean(margins)), "margin_std": float(np.std(margins)), "false_alarm_percent": FALSE_ALARM,
             "others": [p.name for p in others], "folds": folds, "out_of_fold": out_of_fold(folds)}
 
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     cal.add_argument("--model", default="stmanet_r18")
     cal.add_argument("--others", type=Path, default=None, help="a folder of videos of other actions")
     cal.add_argument("--out", type=Path, required=True)
+    cal.add_argument("--test-clips", type=int, default=None, help="clips per video (default: each checkpoint's)")
     add = sub.add_parser("add", help="write a checkpoint's reference features and threshold")
     add.add_argument("checkpoint", type=Path)
     add.add_argument("--train-list", required=True, type=Path)
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--calibration", required=True, type=Path, help="the JSON `calibrate` wrote")
     args = parser.parse_args(argv)
     if args.command == "calibrate":
-        result = calibrate(args.cv, args.gesture_root, args.model, args.others)
+        result = calibrate(args.cv, args.gesture_root, args.model, args.others, args.test_clips)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
     else:

@@ -44,7 +44,7 @@ case "${1:-}" in
   familiar)
     for model in stmanet_r18 r3d18_baseline; do
       OMP_NUM_THREADS=1 python -m core.familiarity calibrate --cv runs/cv/main --gesture-root "$DATA" --model $model \
-        --others ../shared/data/clips --out docs/eval/familiarity_cv_$model.json &
+        --others ../shared/data/clips --test-clips 8 --out docs/eval/familiarity_cv_$model.json &
     done
     wait ;;
   ship)
