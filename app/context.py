@@ -23,6 +23,7 @@ import gradio as gr
 
 from core.checkpoint import CONFIG, WEIGHTS, CheckpointError, saved_stamp, unusable_reason
 from core.data.video import VideoError
+from core.predict import Predictor
 from core.hub import PushError
 from core.runs import RunBusyError, RunManager
 from core.tokens import scrub
@@ -236,11 +237,6 @@ class AppContext:
             if pred is not None:
                 self._predictors.move_to_end(stamp)
                 return pred
-            try:
-                from core.predict import Predictor
-            except ImportError as exc:
-                log.exception("core.predict is not available")
-                raise UserError(f"prediction is not available on this server yet ({exc})") from None
             log.info("loading checkpoint %s", path)
             pred = Predictor(path, device=self.device, threads=self.config.predict_threads)
             for old in [k for k in self._predictors if k[0] == path]:

@@ -53,13 +53,7 @@ def overlay_frame(pred, stage: int, frame: int) -> np.ndarray | None:
 
 def _display_size(image: np.ndarray | None, short_side: int = 224) -> np.ndarray | None:
     """Enlarge a small crop for the page (the model sees ~112 px; a browser shows it tiny)."""
-    if image is None or min(image.shape[:2]) >= short_side:
-        return image
-    import cv2
-
-    scale = short_side / min(image.shape[:2])
-    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    return image if image is None else enlarge(image[None], short_side)[0]
 
 
 def spatial_images(analysis, frame) -> list:

@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from . import plots
+from core.data.video import probe_video
 from core.predict import UNFAMILIAR
 from core.preview import PreviewLimits, browser_preview, needs_preview
 
@@ -44,8 +45,6 @@ def check_video_file(ctx: AppContext, video: str | None) -> tuple[Path, Any]:
         )
     if path.stat().st_size == 0:
         raise UserError(f"'{path.name}' is empty (0 bytes).")
-    from core.data.video import probe_video
-
     info = probe_video(path)  # opens the container and decodes one frame: VideoError if unreadable
     duration = info.num_frames / info.fps if info.fps else 0.0
     if duration > ctx.config.max_video_minutes * 60:

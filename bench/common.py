@@ -25,6 +25,7 @@ if str(REPO) not in sys.path:  # run as `python bench/x.py`: make `core` importa
     sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from core.capability import bf16_skip_reason, describe  # noqa: E402
 from core.model.kernels import InferenceConv3d  # noqa: E402
@@ -277,8 +278,6 @@ def _expand(part: str) -> list[int]:
 
 def count_flops(build: Callable[[], torch.nn.Module], shape: tuple[int, ...], **forward_kw) -> tuple[int, int]:
     """(FLOPs of one forward at `shape`, parameters), counted on the meta device: no memory, no time."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.device("meta"):
         model = build().eval()
         clip = torch.empty(shape)

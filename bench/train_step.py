@@ -27,6 +27,7 @@ torch.cuda.max_memory_allocated.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -213,8 +214,6 @@ def main(argv=None) -> dict:
 
 
 def argparse_hidden():
-    import argparse
-
     return argparse.SUPPRESS
 
 
