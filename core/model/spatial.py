@@ -15,6 +15,7 @@ the same function to fp32 rounding.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -50,9 +51,9 @@ class SpatialAggregation(nn.Module):
             q, k, v = stacked_vectors(self.qkv(z), 3, positions=True)  # (B, HW, T*r) each, (t, c) order
             out, attn = attend_for_inference(q, k, v, need_map)
             return vectors_as_positions(out, t, h, memory_format(z)), attn
-        q = rearrange(self.query(z), "b c t h w -> b (h w) (c t)")
-        k = rearrange(self.key(z), "b c t h w -> b (h w) (c t)")
-        v = rearrange(self.value(z), "b c t h w -> b (h w) (c t)")
+        # alpha, beta, eta as one convolution with stacked outputs (same sums, one kernel call)
+        qkv = F.conv3d(z, torch.cat([self.query.weight, self.key.weight, self.value.weight]))
+        q, k, v = (rearrange(t, "b c t h w -> b (h w) (c t)") for t in qkv.chunk(3, dim=1))
         out, attn = attend(q, k, v, need_map)  # (B, HW, r*T), (B, HW, HW)
         return rearrange(out, "b (h w) (c t) -> b c t h w", h=h, t=t), attn
 

@@ -86,8 +86,9 @@ class TemporalAggregation(nn.Module):
         else:
             x_prev = F.adaptive_avg_pool3d(x_prev, (t, h, w))  # eq. 2's stride-2 pool, sized to this stage
             z_cat = torch.cat([z, x_prev], dim=1)  # (B, 3C/2, T, H, W)
-            q = rearrange(self.query(z_cat), "b c t h w -> b t (c h w)")
-            k = rearrange(self.key(z_cat), "b c t h w -> b t (c h w)")
+            # phi and omega as one convolution with stacked outputs (same sums, one kernel call)
+            qk = F.conv3d(z_cat, torch.cat([self.query.weight, self.key.weight]), padding=self.query.padding)
+            q, k = (rearrange(t, "b c t h w -> b t (c h w)") for t in qk.chunk(2, dim=1))
             values = torch.cat([self.branch_value(z_cat), self.main_value(z)], dim=1)  # (B, 2r, T, H, W)
             v = rearrange(values, "b c t h w -> b t (c h w)")
             out, attn = attend(q, k, v, need_map)  # (B, T, 2r*H*W), (B, T, T)
