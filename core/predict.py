@@ -334,8 +334,7 @@ class Predictor:
         CPU for good, with a note in this and every later result."""
         output, used = with_cpu_fallback(lambda device: self._forward_on(device, batch, with_attention), self.device,
                                          self._device_notes.append)
-        if used != self.device:
-            self.device, self.model = used, self.model.to(used)
+        self.device = used  # _forward_on moved the model there
         return output
 
     def _forward_on(self, device: torch.device, batch: torch.Tensor, with_attention: bool):
