@@ -52,6 +52,7 @@ from torch import nn
 from .data.clips import ClipConfig
 from .model import STMANet, STMANetConfig, build_model
 from .model.backbone import kaiming_init
+from .model.inputs import INPUT_DESCRIPTIONS
 from .tokens import scrub
 
 log = logging.getLogger(__name__)
@@ -346,7 +347,7 @@ def _input_text(m: dict, c: dict) -> str:
     else:
         frames = (f"{c.get('num_frames')} frames sampled every {c.get('stride')} frame(s); a video is scored "
                   "as the mean of the softmax over consecutive windows")
-    seen = "grey frame differences computed inside the model" if m.get("input_mode") == "grey_diff" else "RGB"
+    seen = INPUT_DESCRIPTIONS[m.get("input_mode", "rgb")]
     crop = "a square around what moves (motion crop), then the centre crop" if c.get("motion_crop") else "centre crop"
     return f"{frames}; {c.get('height')}x{c.get('width')} pixels, {crop}; the stem sees {seen}."
 

@@ -89,7 +89,7 @@ class TrainConfig:
     dropout: float = 0.5
     init_checkpoint: str | None = None  # fine-tune from this checkpoint (classifier replaced if classes differ)
     freeze_stages: int = 0  # 1: freeze the stem; n: the stem and residual stages 2..n
-    input_mode: str = "rgb"  # rgb (the paper) | grey_diff: frame differences (core/model/inputs.py)
+    input_mode: str = "rgb"  # rgb (the paper) | grey_diff | grey_diff_first (core/model/inputs.py)
     residual_gamma_init: float = 0.0  # BN gamma of TDA/SDA's residual terms at init (0: start as the backbone)
     diversity_loss: bool = True  # --no-diversity-loss: eqs. 6-7 off even for a model name that has them
     diversity_form: str = "paper"  # paper | received (core/model/losses.py)

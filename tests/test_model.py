@@ -172,6 +172,11 @@ def test_grey_difference_input_by_hand():
     model = build_model(tiny("stmanet_r10", input_mode="grey_diff"))
     assert model.stem.conv[0].in_channels == 1
     assert model(torch.randn(2, 3, 8, 64, 64)).logits.shape == (2, 5)
+    first = ClipInput("grey_diff_first")(clip)  # [D_t ; g_t - g_0]
+    assert first.shape == (1, 2, 3, 2, 2)
+    torch.testing.assert_close(first[0, 0], out[0, 0])
+    torch.testing.assert_close(first[0, 1, :, 0, 0], torch.tensor([0.0, 1.0, 0.299 * 2]))
+    assert build_model(tiny("stmanet_r10", input_mode="grey_diff_first")).stem.conv[0].in_channels == 2
     with pytest.raises(ValueError, match="input_mode"):
         STMANetConfig(input_mode="flow")
     with pytest.raises(ValueError, match="received"):

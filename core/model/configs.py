@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .inputs import INPUT_MODES
+
 DIVERSITY_FORMS = ("paper", "received")
 
 # Blocks per stage 2..5, and whether the depth uses bottleneck blocks (paper 3.1).
@@ -29,8 +31,9 @@ class STMANetConfig:
     depth: int = 50  # 10, 18, 34, 50 or 101
     base_width: int = 64  # stage-1 channels; stage widths are base * (1, 2, 4, 8) * expansion
     in_channels: int = 3
-    # What the stem sees (core/model/inputs.py): "rgb" (the paper) or "grey_diff" (frame
-    # differences: motion, not the person's look; a departure, docs/model.md).
+    # What the stem sees (core/model/inputs.py): "rgb" (the paper), "grey_diff" (frame
+    # differences: motion, not the person's look) or "grey_diff_first" (plus each frame's
+    # difference to the first: where held poses ended up); departures, docs/model.md.
     input_mode: str = "rgb"
     # Temporal size of the stem's 7x7 convolution: 7 is the paper's; 3 (as torchvision's r3d_18)
     # cuts the stem's cost, half of a narrow model's FLOPs, by 7/3 for CPU-sized models.
@@ -63,8 +66,8 @@ class STMANetConfig:
             raise ValueError(f"depth must be one of {sorted(STAGE_BLOCKS)}, got {self.depth}")
         if self.stem_temporal_kernel < 1 or self.stem_temporal_kernel % 2 == 0:
             raise ValueError(f"stem_temporal_kernel must be odd and >= 1, got {self.stem_temporal_kernel}")
-        if self.input_mode not in ("rgb", "grey_diff"):
-            raise ValueError(f"input_mode must be rgb or grey_diff, got {self.input_mode!r}")
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
         if self.diversity_form not in DIVERSITY_FORMS:
             raise ValueError(f"diversity_form must be one of {DIVERSITY_FORMS}, got {self.diversity_form!r}")
         if self.diversity_grid not in ("last", "first"):
