@@ -85,11 +85,16 @@ class TemporalAggregation(nn.Module):
             out = vectors_as_frames(out, h, w, memory_format(z))  # (B, 2r, T, H, W)
         else:
             x_prev = F.adaptive_avg_pool3d(x_prev, (t, h, w))  # eq. 2's stride-2 pool, sized to this stage
-            z_cat = torch.cat([z, x_prev], dim=1)  # (B, 3C/2, T, H, W)
-            # phi and omega as one convolution with stacked outputs (same sums, one kernel call)
-            qk = F.conv3d(z_cat, torch.cat([self.query.weight, self.key.weight]), padding=self.query.padding)
+            # phi, omega and tau read concat(Z, X); each is split over its input channels instead,
+            # conv(Z, W_z) + conv(X, W_x): the same sums without copying Z, the stage's largest tensor.
+            c = z.shape[1]
+            qk_w = torch.cat([self.query.weight, self.key.weight])  # (2r, C + C_b, 3, 1, 1)
+            pad = self.query.padding
+            qk = F.conv3d(z, qk_w[:, :c], padding=pad) + F.conv3d(x_prev, qk_w[:, c:], padding=pad)
             q, k = (rearrange(t, "b c t h w -> b t (c h w)") for t in qk.chunk(2, dim=1))
-            values = torch.cat([self.branch_value(z_cat), self.main_value(z)], dim=1)  # (B, 2r, T, H, W)
+            tau = self.branch_value.weight  # (r, C + C_b, 1, 1, 1)
+            values = F.conv3d(z, torch.cat([tau[:, :c], self.main_value.weight]))  # (B, 2r, T, H, W): [tau_z Z; sigma Z]
+            values = values + F.pad(F.conv3d(x_prev, tau[:, c:]), (0, 0, 0, 0, 0, 0, 0, r))  # + [tau_x X; 0]
             v = rearrange(values, "b c t h w -> b t (c h w)")
             out, attn = attend(q, k, v, need_map)  # (B, T, 2r*H*W), (B, T, T)
             out = rearrange(out, "b t (c h w) -> b c t h w", h=h, w=w)
