@@ -52,7 +52,7 @@ from torch import nn
 from .data.clips import ClipConfig
 from .model import STMANet, STMANetConfig, build_model
 from .model.backbone import kaiming_init
-from .model.inputs import INPUT_DESCRIPTIONS
+from .model.inputs import describe_input
 from .tokens import scrub
 
 log = logging.getLogger(__name__)
@@ -347,7 +347,7 @@ def _input_text(m: dict, c: dict) -> str:
     else:
         frames = (f"{c.get('num_frames')} frames sampled every {c.get('stride')} frame(s); a video is scored "
                   "as the mean of the softmax over consecutive windows")
-    seen = INPUT_DESCRIPTIONS[m.get("input_mode", "rgb")]
+    seen = describe_input(m.get("input_mode", "rgb"), m.get("input_clip_norm", False))
     crop = "a square around what moves (motion crop), then the centre crop" if c.get("motion_crop") else "centre crop"
     return f"{frames}; {c.get('height')}x{c.get('width')} pixels, {crop}; the stem sees {seen}."
 

@@ -90,6 +90,7 @@ class TrainConfig:
     init_checkpoint: str | None = None  # fine-tune from this checkpoint (classifier replaced if classes differ)
     freeze_stages: int = 0  # 1: freeze the stem; n: the stem and residual stages 2..n
     input_mode: str = "rgb"  # rgb (the paper) | grey_diff | grey_diff_first (core/model/inputs.py)
+    input_clip_norm: bool = False  # each stem input channel divided by its RMS over the clip
     residual_gamma_init: float = 0.0  # BN gamma of TDA/SDA's residual terms at init (0: start as the backbone)
     diversity_loss: bool = True  # --no-diversity-loss: eqs. 6-7 off even for a model name that has them
     diversity_form: str = "paper"  # paper | received (core/model/losses.py)
@@ -360,6 +361,7 @@ def run_model_config(cfg: TrainConfig, num_classes: int) -> STMANetConfig:
     named = config_by_name(cfg.model)
     overrides = {"num_classes": num_classes, "dropout": cfg.dropout,
                  "stem_temporal_kernel": cfg.stem_temporal_kernel, "input_mode": cfg.input_mode,
+                 "input_clip_norm": cfg.input_clip_norm,
                  "residual_gamma_init": cfg.residual_gamma_init,
                  "diversity_loss": named.diversity_loss and cfg.diversity_loss,
                  "diversity_form": cfg.diversity_form, "diversity_margin": cfg.diversity_margin,

@@ -177,6 +177,11 @@ def test_grey_difference_input_by_hand():
     torch.testing.assert_close(first[0, 0], out[0, 0])
     torch.testing.assert_close(first[0, 1, :, 0, 0], torch.tensor([0.0, 1.0, 0.299 * 2]))
     assert build_model(tiny("stmanet_r10", input_mode="grey_diff_first")).stem.conv[0].in_channels == 2
+    # clip_norm: D over the clip is [1, 1, 0.299*2-1] at every pixel, so its RMS is known by hand
+    rms = math.sqrt((1 + 1 + (0.299 * 2 - 1) ** 2) / 3)
+    torch.testing.assert_close(ClipInput("grey_diff", clip_norm=True)(clip), out / rms)
+    still = torch.full((1, 3, 4, 2, 2), 0.5) + 1e-3 * torch.randn(1, 3, 4, 2, 2)  # sensor noise only
+    assert ClipInput("grey_diff", clip_norm=True)(still).abs().max() < 0.5  # the floor: noise stays small
     with pytest.raises(ValueError, match="input_mode"):
         STMANetConfig(input_mode="flow")
     with pytest.raises(ValueError, match="received"):

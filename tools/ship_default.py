@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoint import load_checkpoint, read_meta, save_checkpoint  # noqa: E402
 from core.crossval import FOLDS, markdown  # noqa: E402
 from core.familiarity import add_to_checkpoint  # noqa: E402
-from core.model.inputs import INPUT_DESCRIPTIONS  # noqa: E402
+from core.model.inputs import describe_input  # noqa: E402
 
 DATA_SOURCE = (
     "Body-gesture videos from joanjaumeoliver/GESTURE-PROJECT (commit a3ffbba, "
@@ -76,7 +76,7 @@ def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict
         f"value: {ours['mean_class_accuracy']['mean']:.4f}}}",
         "---",
     ]
-    seen = INPUT_DESCRIPTIONS[m.get("input_mode", "rgb")]
+    seen = describe_input(m.get("input_mode", "rgb"), m.get("input_clip_norm", False))
     body = [
         f"# {name}: ST-MANet (3D ResNet-{m['depth']}, width {m['base_width']}) for 15 body gestures",
         "",

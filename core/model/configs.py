@@ -35,6 +35,8 @@ class STMANetConfig:
     # differences: motion, not the person's look) or "grey_diff_first" (plus each frame's
     # difference to the first: where held poses ended up); departures, docs/model.md.
     input_mode: str = "rgb"
+    # Each stem input channel divided by its RMS over the clip (core/model/inputs.py): a departure.
+    input_clip_norm: bool = False
     # Temporal size of the stem's 7x7 convolution: 7 is the paper's; 3 (as torchvision's r3d_18)
     # cuts the stem's cost, half of a narrow model's FLOPs, by 7/3 for CPU-sized models.
     stem_temporal_kernel: int = 7

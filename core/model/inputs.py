@@ -5,6 +5,9 @@
                    D_t = g_t - g_{t-1} for t >= 1,  D_0 = D_1            (B, 1, T, H, W)
   grey_diff_first: [D_t ; g_t - g_0]                                   (B, 2, T, H, W)
 
+  clip_norm (any mode): each channel c of X divided by max(RMS_c, floor), the RMS over the
+                   clip's T, H, W                                      (shape unchanged)
+
 grey_diff is a departure from the paper (docs/model.md): a difference of frames carries what
 moves and cancels what stands still (the person's clothes, the room), which is what generalises
 to people a small training set never showed. It is taken on the normalised clip inside the model,
@@ -13,7 +16,12 @@ alone says which input its stem was trained on.
 
 grey_diff_first adds each frame's difference to the clip's first frame: once a held pose is
 reached (half of the gesture classes are held poses) D_t falls to noise, while g_t - g_0 keeps
-showing where the limbs are now against where they started, still without what stands still. Per-channel normalisation offsets cancel in the
+showing where the limbs are now against where they started, still without what stands still.
+
+clip_norm makes the stem's input independent of how fast a person moves between sampled frames
+and of how much their clothes contrast with the room (S8, filmed at 15 fps in shorter clips, shows
+differences of about half the others' size). The floor keeps a clip where nothing moves from
+having its sensor noise scaled up to the size of a gesture. Per-channel normalisation offsets cancel in the
 difference; the three channels' std (0.217-0.228 for Kinetics) scale the result almost equally.
 """
 from __future__ import annotations
@@ -22,13 +30,19 @@ import torch
 from torch import nn
 
 INPUT_MODES = ("rgb", "grey_diff", "grey_diff_first")
-# What a model card and the app say the stem sees, per input mode.
-INPUT_DESCRIPTIONS = {
+# RMS below which clip_norm stops scaling up: about one grey level of 255 in normalised units.
+CLIP_NORM_FLOOR = 0.02
+_DESCRIPTIONS = {
     "rgb": "RGB",
     "grey_diff": "grey frame differences computed inside the model",
     "grey_diff_first": "grey frame differences and each frame's difference to the first, computed inside the model",
 }
 _LUMA = (0.299, 0.587, 0.114)
+
+
+def describe_input(input_mode: str, clip_norm: bool = False) -> str:
+    """What a model card and the app say the stem sees."""
+    return _DESCRIPTIONS[input_mode] + (", each channel scaled to unit RMS per clip" if clip_norm else "")
 
 
 def stem_channels(input_mode: str, in_channels: int) -> int:
@@ -37,14 +51,22 @@ def stem_channels(input_mode: str, in_channels: int) -> int:
 
 
 class ClipInput(nn.Module):
-    def __init__(self, input_mode: str) -> None:
+    def __init__(self, input_mode: str, clip_norm: bool = False) -> None:
         super().__init__()
+        self.clip_norm = clip_norm
         if input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
         self.input_mode = input_mode
         self.register_buffer("luma", torch.tensor(_LUMA).view(1, 3, 1, 1, 1), persistent=False)
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        x = self.stem_input(clip)
+        if not self.clip_norm:
+            return x
+        rms = x.square().mean(dim=(2, 3, 4), keepdim=True).sqrt()  # (B, C, 1, 1, 1)
+        return x / rms.clamp_min(CLIP_NORM_FLOOR)
+
+    def stem_input(self, clip: torch.Tensor) -> torch.Tensor:
         if self.input_mode == "rgb":
             return clip
         grey = (clip * self.luma.to(clip.dtype)).sum(1, keepdim=True)  # (B, 1, T, H, W)
@@ -57,4 +79,4 @@ class ClipInput(nn.Module):
         return torch.cat([diff, grey - grey[:, :, :1]], dim=1)  # (B, 2, T, H, W)
 
     def extra_repr(self) -> str:
-        return self.input_mode
+        return self.input_mode + (", clip_norm" if self.clip_norm else "")

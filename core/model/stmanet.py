@@ -40,7 +40,7 @@ class STMANet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.fused = self.channels_last = False  # fuse_for_inference sets both
-        self.input = ClipInput(cfg.input_mode)
+        self.input = ClipInput(cfg.input_mode, cfg.input_clip_norm)
         self.stem, self.stages = make_stages(cfg)
         c = cfg.stage_channels
         gamma = cfg.residual_gamma_init
