@@ -135,7 +135,8 @@ def training(status: dict) -> tuple[go.Figure, go.Figure, go.Figure]:
     ex = [e.get("epoch") for e in epochs]
     acc = go.Figure()
     few_classes = (status.get("num_classes") or 99) <= 5  # top-5 of 5 or fewer classes is always 100 %
-    for key, name in (("train_acc", "train top-1"), ("val_acc", "val top-1"), ("val_top5", "val top-5")):
+    for key, name in (("pretext_acc", "direction (self-supervised warm-up)"), ("train_acc", "train top-1"),
+                      ("val_acc", "val top-1"), ("val_top5", "val top-5")):
         if key == "val_top5" and few_classes:
             continue
         ys = [e.get(key) for e in epochs]

@@ -62,6 +62,7 @@ from .evaluate import evaluate_model
 from . import runtime
 from .model import STMANetConfig, build_model, config_by_name, stmanet_loss
 from .model.losses import LossTerms
+from .pretext import ArrowOfTime
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,9 @@ class TrainConfig:
     # mixup (Zhang et al. 2018): each batch blended with a shuffled copy of itself, weight ~ Beta(a, a),
     # and the loss blended alike; 0: off. A departure from the paper (it has none).
     mixup_alpha: float = 0.0
+    # Self-supervised warm-up (core/pretext.py): the first N epochs learn whether a clip runs
+    # backwards, labels unused; the lr schedule (warm-up included) restarts when the labels begin.
+    pretext_epochs: int = 0
     grad_clip: float | None = None
     # System
     device: str = "auto"  # auto (CUDA, then Apple MPS, then CPU) | cpu | cuda | cuda:N | mps
@@ -155,7 +159,8 @@ class TrainConfig:
                   ("warmup_epochs", self.warmup_epochs >= 0), ("mixup_alpha", self.mixup_alpha >= 0),
                   ("freeze_stages", 0 <= self.freeze_stages <= 5), ("num_workers", self.num_workers >= 0),
                   ("grad_clip", self.grad_clip is None or self.grad_clip > 0),
-                  ("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1))
+                  ("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1),
+                  ("pretext_epochs", 0 <= self.pretext_epochs < self.epochs))
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"{name} is out of range: {getattr(self, name)}")
@@ -271,11 +276,17 @@ class EpochSampler(Sampler[int]):
 
 # ---------------------------------------------------------------------------- pieces of a run
 def lr_at(cfg: TrainConfig, epoch_progress: float) -> float:
-    """Learning rate at a fractional epoch: linear warm-up, then step (paper) or cosine decay."""
+    """Learning rate at a fractional epoch: linear warm-up, then step (paper) or cosine decay;
+    with a pretext phase, the schedule runs once over it and once over the labelled epochs."""
+    epochs = cfg.epochs
+    if cfg.pretext_epochs:
+        in_pretext = epoch_progress < cfg.pretext_epochs
+        epochs = cfg.pretext_epochs if in_pretext else cfg.epochs - cfg.pretext_epochs
+        epoch_progress = epoch_progress if in_pretext else epoch_progress - cfg.pretext_epochs
     if cfg.warmup_epochs > 0 and epoch_progress < cfg.warmup_epochs:
         return cfg.lr * (epoch_progress + 1e-3) / cfg.warmup_epochs
     if cfg.lr_schedule == "cosine":
-        span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+        span = max(epochs - cfg.warmup_epochs, 1e-9)
         return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, (epoch_progress - cfg.warmup_epochs) / span)))
     if cfg.lr_schedule == "step":
         return cfg.lr * cfg.lr_gamma ** int(epoch_progress // cfg.lr_step)
@@ -310,8 +321,8 @@ def diversity_weight(cfg: TrainConfig, epoch_progress: float) -> float:
     return min(1.0, epoch_progress / cfg.diversity_warmup_epochs)
 
 
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, extra: list | None = None) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra or [])
     # No weight decay on BN and biases: decaying BN gammas fights the zero-init residual gates.
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
@@ -452,17 +463,18 @@ class RunState:
     rng: dict | None = None  # RNG streams of a run stopped mid-epoch: it continues them exactly
     optimizer: dict | None = None
     scaler: dict | None = None
+    pretext_head: dict | None = None  # the arrow-of-time head's weights (core/pretext.py)
 
     def saved(self) -> dict:
         return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "optimizer": self.optimizer,
                 "scaler": self.scaler, "torch_rng": self.rng, "partial_correct_seen": self.partial,
-                "best_acc": self.best_acc, "history": self.history}
+                "best_acc": self.best_acc, "history": self.history, "pretext_head": self.pretext_head}
 
     @classmethod
     def from_saved(cls, state: dict) -> "RunState":
         return cls(state["epoch"], state["step_in_epoch"], state.get("best_acc", -1.0), state.get("history", []),
                    tuple(state.get("partial_correct_seen", (0, 0))), state.get("torch_rng"), state["optimizer"],
-                   state.get("scaler"))
+                   state.get("scaler"), state.get("pretext_head"))
 
 
 class Trainer:
@@ -507,7 +519,12 @@ class Trainer:
         self.model = model.to(device).train()
         if cfg.freeze_stages:
             freeze_early_stages(model, cfg.freeze_stages)
-        self.optimizer = make_optimizer(cfg, model)
+        self.pretext = None
+        if cfg.pretext_epochs:
+            self.pretext = ArrowOfTime(model.classifier.in_features, device, cfg.seed)
+            if self.state.pretext_head is not None:
+                self.pretext.head.load_state_dict(self.state.pretext_head)
+        self.optimizer = self.optimizer_for(self.state.epoch)
         if self.state.optimizer is not None:
             self.optimizer.load_state_dict(self.state.optimizer)
         self.amp_dtype = autocast_dtype(cfg.amp, device)
@@ -530,6 +547,13 @@ class Trainer:
         self.last_saved = self.ckpt_dir if (self.ckpt_dir / CONFIG).exists() else None
         self.train_seconds, self.done_steps = 0.0, 0  # training steps only (not validation): for rate and ETA
         self.total_steps = self.steps_per_epoch * (cfg.epochs - self.state.epoch) - self.state.step_in_epoch
+
+    def optimizer_for(self, epoch: int) -> torch.optim.Optimizer:
+        """A pretext epoch's optimizer also trains the direction head; the labelled phase gets a
+        fresh one, as its schedule restarts (and torch's fused SGD cannot take parameters whose
+        first gradient comes after others have momentum)."""
+        head = self.pretext is not None and epoch < self.cfg.pretext_epochs
+        return make_optimizer(self.cfg, self.model, list(self.pretext.head.parameters()) if head else None)
 
     def restore(self) -> torch.nn.Module:
         """The run's own model and its RunState from the last checkpoint; a changed flag or
@@ -561,12 +585,16 @@ class Trainer:
             if self.error:
                 break
             epoch_done = not self.stopped
-            stats = {"epoch": epoch + 1, "train_acc": correct / max(seen, 1), "lr": lr_at(cfg, epoch),
+            labelled = epoch >= cfg.pretext_epochs  # pretext epochs' weights have no class head trained yet
+            accuracy = "train_acc" if labelled else "pretext_acc"  # of the classes, or of the direction
+            stats = {"epoch": epoch + 1, accuracy: correct / max(seen, 1), "lr": lr_at(cfg, epoch),
                      "epoch_time_s": time.time() - started}
-            if epoch_done and (epoch + 1) % cfg.val_every == 0 or epoch_done and epoch + 1 == cfg.epochs:
+            if epoch_done and labelled and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
                 stats.update(self.validate())
             if epoch_done:
                 state.history.append(stats)
+            if epoch_done and epoch + 1 == cfg.pretext_epochs:
+                self.optimizer = self.optimizer_for(epoch + 1)
             if d.main:
                 self.save(epoch, epoch_done, step, correct, seen, stats)
             if d.world > 1:
@@ -615,13 +643,19 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            mix = mixup_pairing(cfg, epoch, step, len(labels))
+            pretext = self.pretext is not None and epoch < cfg.pretext_epochs
+            mix = None if pretext else mixup_pairing(cfg, epoch, step, len(labels))
+            if pretext:
+                clips, labels = self.pretext.batch(clips, epoch, step)
             if mix is not None:
                 clips = mix[0] * clips + (1 - mix[0]) * clips[mix[1].to(device)]
             with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 out = self.train_model(clips)
-            terms = mixed_loss(out, labels, mix, self.model_cfg, cfg,
-                               diversity_weight(cfg, epoch + step / self.steps_per_epoch))
+            weight = diversity_weight(cfg, epoch + step / self.steps_per_epoch)
+            if pretext:
+                terms, logits = self.pretext.loss(out, labels, self.model_cfg, weight)
+            else:
+                terms, logits = mixed_loss(out, labels, mix, self.model_cfg, cfg, weight), out.logits
             bad_loss = not bool(torch.isfinite(terms.total))
             if _any_rank(bad_loss, d):  # all ranks leave together, or DDP hangs in the next all-reduce
                 what = f"loss became {float(terms.total.detach())}" if bad_loss else "another rank's loss became non-finite"
@@ -630,18 +664,21 @@ class Trainer:
                 break
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(terms.total).backward()
+            if pretext:
+                self.pretext.average_gradients(d.world)
             if cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.train_model.parameters(), cfg.grad_clip)
+                clipped = [p for group in self.optimizer.param_groups for p in group["params"]]
+                torch.nn.utils.clip_grad_norm_(clipped, cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             step += 1
             self.done_steps += 1
-            correct += int((out.logits.argmax(1) == labels).sum())
+            correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
             self.train_seconds += time.time() - t_step
             t_step = time.time()
-            self._step_event(epoch, step, lr, terms, bar)
+            self._step_event(epoch, step, lr, terms, bar, "pretext" if pretext else "labels")
             if _stop_requested(self.stop_event, d):
                 self.stopped = True
                 break
@@ -651,11 +688,12 @@ class Trainer:
             bar.close()
         return step, correct, seen, started
 
-    def _step_event(self, epoch: int, step: int, lr: float, terms, bar) -> None:
+    def _step_event(self, epoch: int, step: int, lr: float, terms, bar, phase: str) -> None:
         elapsed = self.train_seconds
         rate = self.done_steps * self.cfg.batch_size * self.d.world / max(elapsed, 1e-9)
         losses = terms.as_floats()
-        event = {"event": "step", "epoch": epoch + 1, "step": step, "steps_per_epoch": self.steps_per_epoch,
+        event = {"event": "step", "phase": phase, "epoch": epoch + 1, "step": step,
+                 "steps_per_epoch": self.steps_per_epoch,
                  **losses, "loss": losses["total"], "lr": lr, "clips_per_s": rate,
                  "eta_s": (self.total_steps - self.done_steps) * elapsed / max(self.done_steps, 1)}
         self.emit(event)
@@ -685,6 +723,7 @@ class Trainer:
             state.best_acc = max(state.best_acc, stats.get("val_acc", -1.0))
         state.epoch, state.step_in_epoch = (epoch + 1, 0) if epoch_done else (epoch, step)
         state.optimizer = self.optimizer.state_dict()
+        state.pretext_head = self.pretext.head.state_dict() if self.pretext else None
         state.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else None
         state.rng = None if epoch_done else _rng_states(self.device)
         state.partial = (0, 0) if epoch_done else (correct, seen)
