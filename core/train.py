@@ -110,6 +110,8 @@ class TrainConfig:
     flip_label_swap: tuple[tuple[str, str], ...] = ()
     motion_crop: bool = False  # crop around what moves (core.data.roi) before the clip transform
     sampling: str = "window"  # window (the paper) | segments: one frame per time segment (core/data/clips.py)
+    segment_phase: str = "independent"  # segments: independent (TSN) | shared (evenly spaced, as at test)
+    time_scale: tuple[float, float] = (1.0, 1.0)  # segments: fraction of the video a training clip spans
     max_val_windows: int = 8
     # Optimisation
     epochs: int = 90
@@ -181,6 +183,8 @@ class TrainConfig:
             max_windows=self.max_val_windows,
             motion_crop=self.motion_crop,
             sampling=self.sampling,
+            segment_phase=self.segment_phase,
+            time_scale=tuple(self.time_scale),
         )
 
     def to_dict(self) -> dict:
@@ -786,7 +790,7 @@ def build_parser(cls=TrainConfig, description: str = __doc__) -> argparse.Argume
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif f.name == "crop_scale":
+        elif f.name in ("crop_scale", "time_scale"):
             parser.add_argument(flag, type=float, nargs=2, default=default)
         elif f.name == "flip_label_swap":
             parser.add_argument(flag, nargs="*", default=[], metavar="A:B",
@@ -805,8 +809,9 @@ def config_from_args(args: argparse.Namespace, cls=TrainConfig):
     values = vars(args).copy()
     if "flip_label_swap" in values:
         values["flip_label_swap"] = tuple(tuple(p.split(":", 1)) for p in values["flip_label_swap"])
-    if "crop_scale" in values:
-        values["crop_scale"] = tuple(values["crop_scale"])
+    for name in ("crop_scale", "time_scale"):
+        if name in values:
+            values[name] = tuple(values[name])
     return cls(**values)
 
 

@@ -194,6 +194,37 @@ def test_segment_sampling_by_hand_and_by_time():
         ClipConfig(sampling="random")
 
 
+def test_segment_training_options_shared_phase_and_time_scale():
+    """shared: evenly spaced frames (differences span equal times), a random offset; time_scale:
+    the clip covers a random part of the video of that fraction, all of it inside the video."""
+    from core.data.clips import segment_indices
+
+    rng = np.random.default_rng(1)
+    shared = ClipConfig(num_frames=8, sampling="segments", segment_phase="shared")
+    offsets = set()
+    for _ in range(20):
+        idx = train_indices(80, shared, rng)
+        assert np.all(np.diff(idx) == 10)  # 80 frames / 8 segments, the same phase in each
+        offsets.add(int(idx[0]))
+    assert len(offsets) > 3  # the phase is drawn, not fixed
+    scaled = shared.replace(time_scale=(0.5, 0.5))
+    starts = set()
+    for _ in range(20):
+        idx = train_indices(80, scaled, rng)
+        assert np.all(np.diff(idx) == 5) and idx.min() >= 0 and idx.max() < 80  # 40 frames / 8 segments
+        starts.add(int(idx[0]))
+    assert len(starts) > 5
+    short = train_indices(5, ClipConfig(num_frames=8, sampling="segments", time_scale=(0.2, 0.2)), rng)
+    assert len(short) == 8 and short.min() >= 0 and short.max() < 5  # a span of one frame at least
+    plain = ClipConfig(num_frames=8, sampling="segments")  # the defaults draw as before these options
+    torch.testing.assert_close(torch.from_numpy(train_indices(70, plain, np.random.default_rng(3))),
+                               torch.from_numpy(segment_indices(70, 8, np.random.default_rng(3).random(8))))
+    for bad in (dict(segment_phase="random"), dict(time_scale=(0.0, 1.0)), dict(time_scale=(0.9, 0.8))):
+        with pytest.raises(ValueError):
+            ClipConfig(**bad)
+    assert ClipConfig.from_dict(scaled.to_dict()) == scaled
+
+
 @pytest.mark.parametrize("motion_crop", [True, False])
 def test_test_batch_is_the_torch_path_bit_for_bit(make_video, tmp_path, motion_crop):
     """The lookup-table normalisation gives exactly what torch's float ops give on the same crop."""

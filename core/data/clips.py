@@ -10,6 +10,8 @@ Segment sampling (`sampling="segments"`, TSN-style, a departure from the paper f
 trimmed clips): the video is cut into num_frames equal segments by time and one frame is taken
 from each (a random one when training, the same phase in every segment when testing, one clip
 per phase), so a clip covers the whole action whatever the frame rate or length of the video.
+Training options: one shared phase for all segments (evenly spaced frames, as at test), and a
+time_scale range (the clip covers a random part of the video: a speed change and a temporal crop).
 
 Short videos and short tails loop (indices modulo the frames available) rather than repeat the
 last frame: a looped action still looks like the action, a frozen frame does not.
@@ -55,6 +57,13 @@ class ClipConfig:
     # "window": num_frames consecutive frames every stride-th (the paper); "segments": one frame
     # per equal time segment of the whole video (stride unused), for short trimmed clips.
     sampling: str = "window"
+    # Segment sampling when training: "independent" draws each segment's frame on its own (TSN),
+    # so neighbouring frames lie 0-2 segments apart; "shared" draws one phase for all segments,
+    # so frames are evenly spaced, as at test time, and frame differences span equal times.
+    segment_phase: str = "independent"
+    # Segment sampling when training: the clip spans a random fraction of the video's duration in
+    # this range, at a random start (a speed change and temporal crop in one); (1, 1): the whole video.
+    time_scale: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "stride", "height", "width"):
@@ -67,6 +76,11 @@ class ClipConfig:
             raise ValueError("ClipConfig.mean and std need 3 values each, std > 0")
         if self.max_windows is not None and self.max_windows < 1:
             raise ValueError(f"ClipConfig.max_windows must be >= 1 or None, got {self.max_windows}")
+        if self.segment_phase not in ("independent", "shared"):
+            raise ValueError(f"ClipConfig.segment_phase must be independent or shared, got {self.segment_phase!r}")
+        lo, hi = self.time_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"ClipConfig.time_scale must satisfy 0 < lo <= hi <= 1, got {self.time_scale}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"ClipConfig.sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if any(len(pair) != 2 for pair in self.flip_label_swap):
@@ -88,7 +102,7 @@ class ClipConfig:
         if unknown:
             raise ValueError(f"unknown clip config fields: {unknown}")
         values = dict(values)
-        for name in ("crop_scale", "mean", "std"):
+        for name in ("crop_scale", "mean", "std", "time_scale"):
             if name in values:
                 values[name] = tuple(values[name])
         if "flip_label_swap" in values:
@@ -119,7 +133,12 @@ def train_indices(n_frames: int, cfg: ClipConfig, rng: np.random.Generator) -> n
     """
     _check_frames(n_frames)
     if cfg.sampling == "segments":
-        return segment_indices(n_frames, cfg.num_frames, rng.random(cfg.num_frames))
+        phase = rng.random(cfg.num_frames) if cfg.segment_phase == "independent" else np.full(cfg.num_frames, rng.random())
+        if cfg.time_scale == (1.0, 1.0):
+            return segment_indices(n_frames, cfg.num_frames, phase)
+        span = max(1, round(n_frames * rng.uniform(*cfg.time_scale)))  # source frames the clip covers
+        start = int(rng.integers(0, n_frames - span + 1))
+        return start + segment_indices(span, cfg.num_frames, phase)
     steps = np.arange(cfg.num_frames, dtype=np.int64) * cfg.stride
     if n_frames >= cfg.window:
         start = int(rng.integers(0, n_frames - cfg.window + 1))
