@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from core.model import build_model, config_by_name
 from core.model.stmanet import STMANetOutput
 from core.pretext import ArrowOfTime
 from core.train import TrainConfig, lr_at, train
-from test_train import assert_same_weights, tiny_config, weights
+from test_train import assert_same_weights, stopped_then_resumed, tiny_config, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,17 +82,10 @@ def test_stop_then_resume_equals_uninterrupted(falling_data, tmp_path, stop_at):
     cfg = tiny_config(falling_data, tmp_path / "whole", pretext_epochs=2)
     whole = train(cfg)
     assert whole.error is None and len(whole.history) == 4
-    stop = threading.Event()
-
-    def on_event(event):
-        if event["event"] == "step" and (event["epoch"], event["step"]) == stop_at:
-            assert event["phase"] == ("pretext" if stop_at[0] <= 2 else "labels")
-            stop.set()
-
-    parts = dataclasses.replace(cfg, run_dir=str(tmp_path / "parts"))
-    assert train(parts, callback=on_event, stop_event=stop).stopped
-    train(dataclasses.replace(parts, resume=True))
-    assert_same_weights(weights(tmp_path / "parts"), weights(tmp_path / "whole"))
+    expected_phase = "pretext" if stop_at[0] <= 2 else "labels"
+    parts = stopped_then_resumed(cfg, tmp_path / "parts", stop_at,
+                                 check=lambda event: event["phase"] == expected_phase or pytest.fail(str(event)))
+    assert_same_weights(weights(parts), weights(tmp_path / "whole"))
     plain = train(dataclasses.replace(cfg, run_dir=str(tmp_path / "plain"), pretext_epochs=0))
     assert plain.error is None
     assert any(not torch.equal(a, b) for a, b in zip(weights(tmp_path / "whole").values(),

@@ -367,20 +367,28 @@ def test_mixup_loss_is_the_blend_of_the_two_labels_losses():
         TrainConfig(mixup_alpha=-1)
 
 
+def stopped_then_resumed(cfg: TrainConfig, run_dir: Path, at: tuple[int, int], check=lambda event: None) -> Path:
+    """`cfg` run in `run_dir`, stopped after step `at` = (epoch, step) (1-based), then resumed to
+    its end; `check` sees the step event it stopped at."""
+    stop = threading.Event()
+
+    def on_event(event):
+        if event["event"] == "step" and (event["epoch"], event["step"]) == at:
+            check(event)
+            stop.set()
+
+    parts = dataclasses.replace(cfg, run_dir=str(run_dir))
+    assert train(parts, callback=on_event, stop_event=stop).stopped
+    assert train(dataclasses.replace(parts, resume=True)).error is None
+    return run_dir
+
+
 def test_mixup_changes_training_and_resumes_as_if_uninterrupted(rhythm_data, reference, tmp_path):
     cfg = tiny_config(rhythm_data, tmp_path / "whole", mixup_alpha=0.4)
     whole = train(cfg)
     assert whole.error is None and len(whole.history) == 4
-    stop = threading.Event()
-
-    def on_event(event):
-        if event["event"] == "step" and (event["epoch"], event["step"]) == (2, 1):
-            stop.set()
-
-    parts = dataclasses.replace(cfg, run_dir=str(tmp_path / "parts"))
-    assert train(parts, callback=on_event, stop_event=stop).stopped
-    train(dataclasses.replace(parts, resume=True))
-    assert_same_weights(weights(tmp_path / "parts"), weights(tmp_path / "whole"))
+    parts = stopped_then_resumed(cfg, tmp_path / "parts", (2, 1))
+    assert_same_weights(weights(parts), weights(tmp_path / "whole"))
     blended, plain = weights(tmp_path / "whole"), weights(reference)  # reference: the same run without mixup
     assert any(not torch.equal(blended[k], plain[k]) for k in plain)
 
