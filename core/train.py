@@ -109,6 +109,8 @@ class TrainConfig:
     flip: bool = True
     flip_label_swap: tuple[tuple[str, str], ...] = ()
     motion_crop: bool = False  # crop around what moves (core.data.roi) before the clip transform
+    motion_min_side: float = 0.35  # the motion box's smallest side, a fraction of the short side
+    motion_fraction: float = 0.3  # what counts as moving: this fraction of the largest change
     sampling: str = "window"  # window (the paper) | segments: one frame per time segment (core/data/clips.py)
     segment_phase: str = "independent"  # segments: independent (TSN) | shared (evenly spaced, as at test)
     time_scale: tuple[float, float] = (1.0, 1.0)  # segments: fraction of the video a training clip spans
@@ -182,6 +184,8 @@ class TrainConfig:
             flip_label_swap=tuple(tuple(p) for p in self.flip_label_swap),
             max_windows=self.max_val_windows,
             motion_crop=self.motion_crop,
+            motion_min_side=self.motion_min_side,
+            motion_fraction=self.motion_fraction,
             sampling=self.sampling,
             segment_phase=self.segment_phase,
             time_scale=tuple(self.time_scale),

@@ -219,7 +219,8 @@ def test_segment_training_options_shared_phase_and_time_scale():
     plain = ClipConfig(num_frames=8, sampling="segments")  # the defaults draw as before these options
     torch.testing.assert_close(torch.from_numpy(train_indices(70, plain, np.random.default_rng(3))),
                                torch.from_numpy(segment_indices(70, 8, np.random.default_rng(3).random(8))))
-    for bad in (dict(segment_phase="random"), dict(time_scale=(0.0, 1.0)), dict(time_scale=(0.9, 0.8))):
+    for bad in (dict(segment_phase="random"), dict(time_scale=(0.0, 1.0)), dict(time_scale=(0.9, 0.8)),
+                dict(motion_min_side=0.0), dict(motion_fraction=1.0)):
         with pytest.raises(ValueError):
             ClipConfig(**bad)
     assert ClipConfig.from_dict(scaled.to_dict()) == scaled
@@ -239,3 +240,11 @@ def test_test_batch_is_the_torch_path_bit_for_bit(make_video, tmp_path, motion_c
     assert torch.equal(test_transform(frames[rows[1]], cfg), expected[1])
     with pytest.raises(ValueError, match="needs 8 frames"):
         test_batch(frames, [np.arange(5)], cfg)
+
+
+def test_a_smaller_motion_box_is_decoded_at_a_higher_resolution():
+    """A tighter motion crop (motion_min_side) must still have enough pixels for the clip size."""
+    loose = ClipConfig(height=64, width=64, motion_crop=True)
+    tight = loose.replace(motion_min_side=0.15, motion_fraction=0.6)
+    side_loose, side_tight = decode_max_side(1920, 1080, loose, train=True), decode_max_side(1920, 1080, tight, train=True)
+    assert side_tight is None or (side_loose is not None and side_tight > side_loose)

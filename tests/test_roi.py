@@ -40,3 +40,19 @@ def test_crop_box_cuts_every_frame():
     crop = crop_box(frames, box)
     assert crop.shape == (24, box[2] - box[0], box[3] - box[1], 3)
     assert crop.max() == 250  # the mover is inside
+
+
+def test_a_higher_fraction_keeps_only_what_moves_most():
+    """A body swaying a little and a hand waving a lot: the default box holds both, a high
+    fraction only the hand (the gesture set's hands at 4-6 m are a few pixels of the body's box)."""
+    rng = np.random.default_rng(1)
+    frames = np.full((24, 240, 320, 3), 90, np.uint8) + rng.integers(0, 3, (24, 240, 320, 3), dtype=np.uint8)
+    for k in range(24):
+        sway = round(4 * np.sin(k / 4))
+        frames[k, 40:200, 60 + sway : 120 + sway] = 170  # the body: large, sways 4 px, dim contrast
+        dx = int(20 * np.sin(k / 2))
+        frames[k, 60:72, 230 + dx : 242 + dx] = 250  # the hand: small, moves 20 px, bright
+    y0, x0, y1, x1 = motion_box(frames, min_side=0.1)
+    assert x0 <= 60 and x1 >= 250  # body and hand
+    y0, x0, y1, x1 = motion_box(frames, min_side=0.1, fraction=0.7)
+    assert x0 >= 150 and x1 >= 250 and y1 - y0 < 100  # the hand's path only

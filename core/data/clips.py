@@ -33,7 +33,6 @@ from .roi import crop_box, motion_box
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 SAMPLINGS = ("window", "segments")
-ROI_MIN_SIDE = 0.35  # smallest motion box, as a fraction of the short side (roi.motion_box's default)
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,11 @@ class ClipConfig:
     max_windows: int | None = 32  # cap on test windows per video (evenly spaced); None: no cap
     # Crop each clip to a square around what moves (core.data.roi) before the crops above.
     motion_crop: bool = False
+    # The motion box: at least this fraction of the short side, around the pixels that change by
+    # at least motion_fraction of the most changing one (core.data.roi). Raising both from the
+    # defaults crops tighter, onto what moves most (the hands at 4-6 m rather than the whole body).
+    motion_min_side: float = 0.35
+    motion_fraction: float = 0.3
     # "window": num_frames consecutive frames every stride-th (the paper); "segments": one frame
     # per equal time segment of the whole video (stride unused), for short trimmed clips.
     sampling: str = "window"
@@ -81,6 +85,9 @@ class ClipConfig:
         lo, hi = self.time_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"ClipConfig.time_scale must satisfy 0 < lo <= hi <= 1, got {self.time_scale}")
+        if not (0 < self.motion_min_side <= 1 and 0 < self.motion_fraction < 1):
+            raise ValueError(f"ClipConfig.motion_min_side must be in (0, 1] and motion_fraction in (0, 1), got "
+                             f"{self.motion_min_side}, {self.motion_fraction}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"ClipConfig.sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if any(len(pair) != 2 for pair in self.flip_label_swap):
@@ -203,8 +210,8 @@ def decode_max_side(width: int, height: int, cfg: ClipConfig, train: bool = True
     """
     max_h, max_w = _max_crop(height, width, cfg.width / cfg.height)
     lo = cfg.crop_scale[0] if train else 1.0
-    if cfg.motion_crop:  # the motion box can shrink the frame to ROI_MIN_SIDE x its short side
-        lo *= ROI_MIN_SIDE
+    if cfg.motion_crop:  # the motion box can shrink the frame to motion_min_side x its short side
+        lo *= cfg.motion_min_side
     factor = max(cfg.height / (max_h * lo), cfg.width / (max_w * lo))
     if factor >= 1:
         return None
@@ -240,7 +247,7 @@ def _motion_crop(frames: np.ndarray, cfg: ClipConfig) -> np.ndarray:
     """The clip's frames cut to the square around what moves in them (cfg.motion_crop), else as is."""
     if not cfg.motion_crop:
         return frames
-    return crop_box(frames, motion_box(frames, min_side=ROI_MIN_SIDE))
+    return crop_box(frames, _motion_box(frames, cfg))
 
 
 def _check_frames_array(frames: np.ndarray) -> None:
@@ -275,7 +282,7 @@ def test_crop_box(frames: np.ndarray, cfg: ClipConfig) -> tuple[int, int, int, i
     """(y0, x0, y1, x1) in `frames`' pixels of what a test clip shows the model: the motion box
     (cfg.motion_crop), then the largest centre crop of it with the model's aspect."""
     h, w = frames.shape[1:3]
-    y0, x0, y1, x1 = motion_box(frames, min_side=ROI_MIN_SIDE) if cfg.motion_crop else (0, 0, h, w)
+    y0, x0, y1, x1 = _motion_box(frames, cfg) if cfg.motion_crop else (0, 0, h, w)
     bh, bw = y1 - y0, x1 - x0
     max_h, max_w = _max_crop(bh, bw, cfg.width / cfg.height)
     ch, cw = min(bh, max(1, round(max_h))), min(bw, max(1, round(max_w)))
@@ -356,3 +363,7 @@ def clip_to_frames(clip: torch.Tensor, cfg: ClipConfig) -> np.ndarray:
 # when a test module imports them.
 for _name in ("test_windows", "test_transform", "test_crop_box", "test_view", "test_batch"):
     globals()[_name].__test__ = False
+
+
+def _motion_box(frames: np.ndarray, cfg: ClipConfig) -> tuple[int, int, int, int]:
+    return motion_box(frames, min_side=cfg.motion_min_side, fraction=cfg.motion_fraction)

@@ -14,15 +14,19 @@ import numpy as np
 PROBE_SIDE = 160  # the motion map is computed on frames this wide: cheap and smooth enough
 
 
-def _moving(frames: np.ndarray) -> tuple[np.ndarray, float]:
-    """(mask (h', w') of moving pixels on frames PROBE_SIDE wide, scale h'/h)."""
+MOVING_FRACTION = 0.3  # a pixel moves when its temporal change is at least this fraction of the largest
+
+
+def _moving(frames: np.ndarray, fraction: float = MOVING_FRACTION) -> tuple[np.ndarray, float]:
+    """(mask (h', w') of pixels changing by at least `fraction` of the most changing one, on
+    frames PROBE_SIDE wide; scale h'/h)."""
     h, w = frames.shape[1:3]
     scale = min(1.0, PROBE_SIDE / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     # Area resizing averages out compression noise that a strided subsample would keep.
     gray = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA) for f in frames])
     motion = cv2.GaussianBlur(gray.astype(np.float32).std(axis=0), (5, 5), 0)  # (h', w')
-    threshold = max(4.0, 0.3 * float(motion.max()))
+    threshold = max(4.0, fraction * float(motion.max()))
     return motion > threshold, scale
 
 
@@ -36,13 +40,15 @@ def moving_mask(frames: np.ndarray) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
-def motion_box(frames: np.ndarray, margin: float = 0.25, min_side: float = 0.35) -> tuple[int, int, int, int]:
+def motion_box(frames: np.ndarray, margin: float = 0.25, min_side: float = 0.35,
+               fraction: float = MOVING_FRACTION) -> tuple[int, int, int, int]:
     """A square box (y0, x0, y1, x1) in pixel coordinates of `frames` (T, H, W, 3) uint8 around
-    the moving region, grown by `margin` of its side and at least `min_side` x the short side."""
+    the moving region, grown by `margin` of its side and at least `min_side` x the short side. A
+    higher `fraction` keeps only what moves most (the hands rather than the swaying body)."""
     t, h, w = frames.shape[:3]
     if t < 2:
         return 0, 0, h, w
-    mask, scale = _moving(frames)
+    mask, scale = _moving(frames, fraction)
     ys, xs = np.nonzero(mask)
     if len(ys) < 4:  # nothing moves: keep the whole frame
         return 0, 0, h, w
