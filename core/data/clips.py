@@ -250,6 +250,11 @@ def _motion_crop(frames: np.ndarray, cfg: ClipConfig) -> np.ndarray:
     return crop_box(frames, _motion_box(frames, cfg))
 
 
+def _motion_box(frames: np.ndarray, cfg: ClipConfig) -> tuple[int, int, int, int]:
+    """The motion box with the clip config's tightness (core.data.roi)."""
+    return motion_box(frames, min_side=cfg.motion_min_side, fraction=cfg.motion_fraction)
+
+
 def _check_frames_array(frames: np.ndarray) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T,H,W,3) uint8, got {frames.shape} {frames.dtype}")
@@ -364,6 +369,3 @@ def clip_to_frames(clip: torch.Tensor, cfg: ClipConfig) -> np.ndarray:
 for _name in ("test_windows", "test_transform", "test_crop_box", "test_view", "test_batch"):
     globals()[_name].__test__ = False
 
-
-def _motion_box(frames: np.ndarray, cfg: ClipConfig) -> tuple[int, int, int, int]:
-    return motion_box(frames, min_side=cfg.motion_min_side, fraction=cfg.motion_fraction)

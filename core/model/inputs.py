@@ -12,7 +12,8 @@ grey_diff is a departure from the paper (docs/model.md): a difference of frames 
 moves and cancels what stands still (the person's clothes, the room), which is what generalises
 to people a small training set never showed. It is taken on the normalised clip inside the model,
 so every caller (trainer, evaluator, predictor, app) feeds the same RGB clips and the checkpoint
-alone says which input its stem was trained on.
+alone says which input its stem was trained on. Per-channel normalisation offsets cancel in the
+difference; the three channels' std (0.217-0.228 for Kinetics) scale the result almost equally.
 
 grey_diff_first adds each frame's difference to the clip's first frame: once a held pose is
 reached (half of the gesture classes are held poses) D_t falls to noise, while g_t - g_0 keeps
@@ -21,8 +22,7 @@ showing where the limbs are now against where they started, still without what s
 clip_norm makes the stem's input independent of how fast a person moves between sampled frames
 and of how much their clothes contrast with the room (S8, filmed at 15 fps in shorter clips, shows
 differences of about half the others' size). The floor keeps a clip where nothing moves from
-having its sensor noise scaled up to the size of a gesture. Per-channel normalisation offsets cancel in the
-difference; the three channels' std (0.217-0.228 for Kinetics) scale the result almost equally.
+having its sensor noise scaled up to the size of a gesture.
 """
 from __future__ import annotations
 

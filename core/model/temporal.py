@@ -94,7 +94,7 @@ class TemporalAggregation(nn.Module):
             q, k = (rearrange(t, "b c t h w -> b t (c h w)") for t in qk.chunk(2, dim=1))
             tau = self.branch_value.weight  # (r, C + C_b, 1, 1, 1)
             values = F.conv3d(z, torch.cat([tau[:, :c], self.main_value.weight]))  # (B, 2r, T, H, W): [tau_z Z; sigma Z]
-            values = values + F.pad(F.conv3d(x_prev, tau[:, c:]), (0, 0, 0, 0, 0, 0, 0, r))  # + [tau_x X; 0]
+            values[:, :r] += F.conv3d(x_prev, tau[:, c:])  # tau's half gets tau_x X, as in the fused path
             v = rearrange(values, "b c t h w -> b t (c h w)")
             out, attn = attend(q, k, v, need_map)  # (B, T, 2r*H*W), (B, T, T)
             out = rearrange(out, "b t (c h w) -> b c t h w", h=h, w=w)
