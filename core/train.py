@@ -87,6 +87,7 @@ class TrainConfig:
     model: str = "stmanet_r50"  # a Table 4 name, e.g. stmanet_r18, r3d18_baseline
     base_width: int | None = None  # None: the name's default (64)
     stem_temporal_kernel: int = 7  # 7: the paper's stem; 3 makes CPU-sized models much cheaper
+    last_spatial_stride: int = 2  # 2: the paper; 1: stage 5 keeps stage 4's grid (a departure)
     dropout: float = 0.5
     init_checkpoint: str | None = None  # fine-tune from this checkpoint (classifier replaced if classes differ)
     freeze_stages: int = 0  # 1: freeze the stem; n: the stem and residual stages 2..n
@@ -380,6 +381,7 @@ def run_model_config(cfg: TrainConfig, num_classes: int) -> STMANetConfig:
     named = config_by_name(cfg.model)
     overrides = {"num_classes": num_classes, "dropout": cfg.dropout,
                  "stem_temporal_kernel": cfg.stem_temporal_kernel, "input_mode": cfg.input_mode,
+                 "last_spatial_stride": cfg.last_spatial_stride,
                  "input_clip_norm": cfg.input_clip_norm,
                  "residual_gamma_init": cfg.residual_gamma_init,
                  "diversity_loss": named.diversity_loss and cfg.diversity_loss,

@@ -147,16 +147,19 @@ def test_inference_copy_is_the_same_function(name, channels_last):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # original untouched
 
 
-@pytest.mark.parametrize("name,input_mode", [("stmanet_r18", "rgb"), ("stmanet_r50", "rgb"),
-                                             ("stmanet_r18", "grey_diff")])
-def test_inference_copy_at_depths_18_and_50_and_frame_differences(name, input_mode):
-    """Basic blocks with two per stage (18) and bottlenecks (50); the shipped model's input mode."""
+@pytest.mark.parametrize("name,input_mode,last_stride", [("stmanet_r18", "rgb", 2), ("stmanet_r50", "rgb", 2),
+                                                         ("stmanet_r18", "grey_diff", 2), ("stmanet_r18", "grey_diff", 1)])
+def test_inference_copy_at_depths_18_and_50_and_frame_differences(name, input_mode, last_stride):
+    """Basic blocks with two per stage (18) and bottlenecks (50); the shipped model's input mode;
+    stage 5 on stage 4's grid (TDA's pool into stage 5 then halves time only)."""
     torch.manual_seed(0)
-    model = _randomised(build_model(config_by_name(name, num_classes=5, base_width=8, input_mode=input_mode)))
+    model = _randomised(build_model(config_by_name(name, num_classes=5, base_width=8, input_mode=input_mode,
+                                                   last_spatial_stride=last_stride)))
     fast = optimize_for_inference(model)
     clip = torch.randn(2, 3, 16, 64, 64)
     with torch.inference_mode():
         ref, got = model(clip, return_attention=True), fast(clip, return_attention=True)
+    assert ref.stage_shapes[2:] == [(2, 4, 4), (1, 4 // last_stride, 4 // last_stride)]
     torch.testing.assert_close(got.logits, ref.logits, atol=1e-5, rtol=1e-4)
     for a, b in zip(ref.spatial_attention + ref.temporal_attention, got.spatial_attention + got.temporal_attention):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)

@@ -54,6 +54,17 @@ def test_stage_shapes_follow_the_design_for_a_paper_clip():
     assert out.stage_shapes == [(16, 28, 28), (8, 14, 14), (4, 7, 7), (2, 4, 4)]
 
 
+def test_last_spatial_stride_one_keeps_stage_4s_grid_in_stage_5():
+    cfg = config_by_name("stmanet_r18", num_classes=7, base_width=8, last_spatial_stride=1)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 32, 112, 112), return_attention=True)
+    assert out.stage_shapes == [(16, 28, 28), (8, 14, 14), (4, 7, 7), (2, 7, 7)]
+    assert out.spatial_attention[3].shape == (1, 49, 49)
+    with pytest.raises(ValueError, match="last_spatial_stride"):
+        config_by_name("stmanet_r18", last_spatial_stride=3)
+
+
 def test_stmanet50_forward_once():
     torch.manual_seed(0)
     model = build_model(config_by_name("stmanet_r50", num_classes=101)).eval()

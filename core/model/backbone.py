@@ -1,7 +1,8 @@
 """3D ResNet backbone (paper 3.1).
 
 Stage 1: Conv3d 7x7x7 (stride 1,2,2; temporal kernel configurable) -> BN -> ReLU -> MaxPool 3x3x3 (stride 2).
-Stages 2-5: residual blocks; the first block of stages 3-5 halves T, H and W.
+Stages 2-5: residual blocks; the first block of stages 3-5 halves T, H and W (stage 5 only T when
+STMANetConfig.last_spatial_stride is 1).
 For a 32x112x112 clip: stage 2 is 16x28x28, stage 3 8x14x14, stage 4 4x7x7, stage 5 2x4x4.
 
 Block layouts (torchvision `models/video/resnet.py` style):
@@ -31,7 +32,7 @@ def conv_bn(c_in: int, c_out: int, kernel, stride=1, padding=0) -> nn.Sequential
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, c_in: int, width: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, width: int, stride: int | tuple[int, int, int] = 1) -> None:
         super().__init__()
         c_out = width * self.expansion
         self.conv1 = conv_bn(c_in, width, 3, stride, 1)
@@ -53,7 +54,7 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, c_in: int, width: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, width: int, stride: int | tuple[int, int, int] = 1) -> None:
         super().__init__()
         c_out = width * self.expansion
         self.conv1 = conv_bn(c_in, width, 1)
@@ -114,6 +115,8 @@ def make_stages(cfg: STMANetConfig) -> tuple[Stem, nn.ModuleList]:
     for index, n_blocks in enumerate(blocks_per_stage):
         width = cfg.base_width * 2**index
         stride = 1 if index == 0 else 2
+        if index == 3 and cfg.last_spatial_stride == 1:
+            stride = (2, 1, 1)  # (T, H, W): time still halves, the grid stays stage 4's
         layers = []
         for b in range(n_blocks):
             layers.append(block(c_in, width, stride if b == 0 else 1))

@@ -40,6 +40,10 @@ class STMANetConfig:
     # Temporal size of the stem's 7x7 convolution: 7 is the paper's; 3 (as torchvision's r3d_18)
     # cuts the stem's cost, half of a narrow model's FLOPs, by 7/3 for CPU-sized models.
     stem_temporal_kernel: int = 7
+    # Spatial stride of stage 5's first block: 2 is the paper's; 1 keeps stage 4's grid in stage 5
+    # (the re-identification "last stride 1" trick, a departure, docs/model.md): at 64 px stage 5
+    # then attends over 4x4 cells instead of 2x2, for about 4x stage 5's convolution cost.
+    last_spatial_stride: int = 2
     use_tda: bool = True  # temporal-based deep aggregation, eqs. 1-3
     use_sda: bool = True  # spatial-based deep aggregation, eqs. 4-5
     multi_level_fusion: bool = True  # eq. 8: pooled stages 2-5 into the classifier
@@ -68,6 +72,8 @@ class STMANetConfig:
             raise ValueError(f"depth must be one of {sorted(STAGE_BLOCKS)}, got {self.depth}")
         if self.stem_temporal_kernel < 1 or self.stem_temporal_kernel % 2 == 0:
             raise ValueError(f"stem_temporal_kernel must be odd and >= 1, got {self.stem_temporal_kernel}")
+        if self.last_spatial_stride not in (1, 2):
+            raise ValueError(f"last_spatial_stride must be 1 or 2, got {self.last_spatial_stride}")
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
         if self.diversity_form not in DIVERSITY_FORMS:
