@@ -344,6 +344,10 @@ def _input_text(m: dict, c: dict) -> str:
     if c.get("sampling") == "segments":
         frames = (f"{c.get('num_frames')} frames, one from each equal time segment of the whole video "
                   f"(segment sampling; {c.get('max_windows') or 1} clip(s) at different phases are averaged)")
+    elif c.get("sampling") == "segment_pairs":
+        frames = (f"{c.get('num_frames')} frames, two consecutive ones from each of {c.get('num_frames', 0) // 2} "
+                  f"equal time segments of the whole video (segment sampling in pairs; {c.get('max_windows') or 1} "
+                  "clip(s) at different phases are averaged)")
     else:
         frames = (f"{c.get('num_frames')} frames sampled every {c.get('stride')} frame(s); a video is scored "
                   "as the mean of the softmax over consecutive windows")

@@ -370,7 +370,7 @@ def _check_args(topk: int, max_seconds: float | None, batch_windows: int) -> Non
 def _window_notes(n: int, windows: list[np.ndarray], cfg: ClipConfig) -> list[str]:
     """Say when the protocol had to bend: short videos and kept tails loop, long videos are thinned."""
     notes = []
-    if cfg.sampling == "segments":
+    if cfg.whole_video:
         notes.append(f"{len(windows)} clip(s) of {cfg.num_frames} frames, each spread over the whole video "
                      "(segment sampling): the timeline shows sampling phases, not moments")
         if n < cfg.num_frames:

@@ -112,7 +112,7 @@ class TrainConfig:
     motion_crop: bool = False  # crop around what moves (core.data.roi) before the clip transform
     motion_min_side: float = 0.35  # the motion box's smallest side, a fraction of the short side
     motion_fraction: float = 0.3  # what counts as moving: this fraction of the largest change
-    sampling: str = "window"  # window (the paper) | segments: one frame per time segment (core/data/clips.py)
+    sampling: str = "window"  # window (the paper) | segments: one frame per time segment | segment_pairs (core/data/clips.py)
     segment_phase: str = "independent"  # segments: independent (TSN) | shared (evenly spaced, as at test)
     time_scale: tuple[float, float] = (1.0, 1.0)  # segments: fraction of the video a training clip spans
     max_val_windows: int = 8
@@ -173,6 +173,8 @@ class TrainConfig:
                               ("amp", ("auto", "off", "bf16", "fp16"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        if self.input_mode == "grey_pair_diff" and self.num_frames % 2:
+            raise ValueError(f"input_mode grey_pair_diff reads frame pairs: num_frames must be even, got {self.num_frames}")
 
     def clip_config(self) -> ClipConfig:
         return ClipConfig(

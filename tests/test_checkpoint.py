@@ -78,6 +78,11 @@ def test_model_card_shows_attention_quality_and_the_input(tmp_path):
     assert "| spatial | stage 5 | 0.00 | 0.25 | - | fixed and one-hot |" in card
     assert "segment sampling" in card and "grey frame differences" in card
     assert "attention_quality:" not in card  # a table, not a JSON dump in the metrics list
+    paired = build_model(config_by_name("stmanet_r10", num_classes=3, base_width=4, input_mode="grey_pair_diff"))
+    card = (save_checkpoint(tmp_path / "pairs", paired, CLIP.replace(sampling="segment_pairs", num_frames=16),
+                            CLASSES) / "README.md").read_text()
+    assert "two consecutive ones from each of 8 equal time segments" in card
+    assert "grey differences of consecutive frame pairs" in card
 
 
 def test_training_state_round_trip_and_unsafe_objects_refused(tmp_path):

@@ -194,6 +194,29 @@ def test_segment_sampling_by_hand_and_by_time():
         ClipConfig(sampling="random")
 
 
+def test_segment_pairs_take_each_segments_frame_and_the_next():
+    """segment_pairs: num_frames / 2 segments, each pick followed by the next source frame (the
+    last frame pairs with itself); the picks are the segments' own, by time as with segments."""
+    from core.data.clips import segment_indices
+
+    cfg = ClipConfig(num_frames=8, sampling="segment_pairs", max_windows=2)
+    for window, phase in zip(test_windows(40, cfg), (0.25, 0.75)):
+        picks = segment_indices(40, 4, np.full(4, phase))
+        assert window.tolist() == np.stack([picks, picks + 1], 1).reshape(-1).tolist()
+    assert test_windows(40, cfg)[0].tolist() == [2, 3, 12, 13, 22, 23, 32, 33]
+    assert test_windows(3, cfg.replace(max_windows=1))[0].tolist() == [0, 1, 1, 2, 1, 2, 2, 2]  # short: in order
+    rng = np.random.default_rng(0)
+    for n in (5, 26, 70):
+        for scaled in (cfg, cfg.replace(time_scale=(0.6, 0.9))):
+            idx = train_indices(n, scaled, rng)
+            assert len(idx) == 8 and idx.min() >= 0 and idx.max() < n
+            assert np.all((idx[1::2] - idx[0::2] == 1) | (idx[1::2] == n - 1))  # pairs of neighbours
+            assert np.all(np.diff(idx[0::2]) >= 0)  # segments in order
+    with pytest.raises(ValueError, match="even"):
+        ClipConfig(num_frames=7, sampling="segment_pairs")
+    assert cfg.whole_video and cfg.segments == 4 and ClipConfig(sampling="segments").segments == 32
+
+
 def test_segment_training_options_shared_phase_and_time_scale():
     """shared: evenly spaced frames (differences span equal times), a random offset; time_scale:
     the clip covers a random part of the video of that fraction, all of it inside the video."""

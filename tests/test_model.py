@@ -193,6 +193,14 @@ def test_grey_difference_input_by_hand():
     torch.testing.assert_close(ClipInput("grey_diff", clip_norm=True)(clip), out / rms)
     still = torch.full((1, 3, 4, 2, 2), 0.5) + 1e-3 * torch.randn(1, 3, 4, 2, 2)  # sensor noise only
     assert ClipInput("grey_diff", clip_norm=True)(still).abs().max() < 0.5  # the floor: noise stays small
+    pairs = ClipInput("grey_pair_diff")(clip[:, :, [0, 1, 1, 2]])  # pairs (0, 1) and (1, 2): P = g_1 - g_0, g_2 - g_1
+    assert pairs.shape == (1, 1, 2, 2, 2)
+    torch.testing.assert_close(pairs[0, 0, :, 0, 0], torch.tensor([d1, d2]))
+    paired = build_model(tiny("stmanet_r10", input_mode="grey_pair_diff"))
+    assert paired.stem.conv[0].in_channels == 1
+    assert paired(torch.randn(2, 3, 16, 64, 64)).stage_shapes[0][0] == 4  # 8 steps into the stem, halved by its pool
+    with pytest.raises(ValueError, match="even number"):
+        ClipInput("grey_pair_diff")(clip)
     with pytest.raises(ValueError, match="input_mode"):
         STMANetConfig(input_mode="flow")
     with pytest.raises(ValueError, match="received"):

@@ -415,6 +415,8 @@ def test_optimizers_use_the_fused_kernels_where_torch_has_them():
 def test_train_config_refuses_values_out_of_range(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{field: value})
+    with pytest.raises(ValueError, match="num_frames must be even"):
+        TrainConfig(input_mode="grey_pair_diff", num_frames=15)
 
 
 def test_the_run_model_flags_reach_the_model_config():

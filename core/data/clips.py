@@ -12,6 +12,10 @@ from each (a random one when training, the same phase in every segment when test
 per phase), so a clip covers the whole action whatever the frame rate or length of the video.
 Training options: one shared phase for all segments (evenly spaced frames, as at test), and a
 time_scale range (the clip covers a random part of the video: a speed change and a temporal crop).
+`sampling="segment_pairs"` takes, from each of num_frames / 2 segments, its frame and the next
+source frame: a model with input_mode "grey_pair_diff" sees each pair's difference, the motion
+over one source frame (0.05-0.07 s at 15-20 fps), where a difference of frames a segment apart
+(0.1-0.3 s) can show a waving hand at two unrelated places.
 
 Short videos and short tails loop (indices modulo the frames available) rather than repeat the
 last frame: a looped action still looks like the action, a frozen frame does not.
@@ -32,7 +36,7 @@ from .roi import crop_box, motion_box
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
-SAMPLINGS = ("window", "segments")
+SAMPLINGS = ("window", "segments", "segment_pairs")
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,8 @@ class ClipConfig:
     motion_min_side: float = 0.35
     motion_fraction: float = 0.3
     # "window": num_frames consecutive frames every stride-th (the paper); "segments": one frame
-    # per equal time segment of the whole video (stride unused), for short trimmed clips.
+    # per equal time segment of the whole video (stride unused), for short trimmed clips;
+    # "segment_pairs": as segments, over num_frames / 2 segments, each frame followed by the next one.
     sampling: str = "window"
     # Segment sampling when training: "independent" draws each segment's frame on its own (TSN),
     # so neighbouring frames lie 0-2 segments apart; "shared" draws one phase for all segments,
@@ -90,8 +95,20 @@ class ClipConfig:
                              f"{self.motion_min_side}, {self.motion_fraction}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"ClipConfig.sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if self.sampling == "segment_pairs" and self.num_frames % 2:
+            raise ValueError(f"ClipConfig.sampling='segment_pairs' needs an even num_frames, got {self.num_frames}")
         if any(len(pair) != 2 for pair in self.flip_label_swap):
             raise ValueError(f"ClipConfig.flip_label_swap needs (a, b) pairs, got {self.flip_label_swap}")
+
+    @property
+    def whole_video(self) -> bool:
+        """Whether each clip spreads over the whole video (segment sampling) rather than a window."""
+        return self.sampling != "window"
+
+    @property
+    def segments(self) -> int:
+        """Time segments a clip samples: one frame each, or one pair each (segment_pairs)."""
+        return self.num_frames // 2 if self.sampling == "segment_pairs" else self.num_frames
 
     @property
     def window(self) -> int:
@@ -139,13 +156,14 @@ def train_indices(n_frames: int, cfg: ClipConfig, rng: np.random.Generator) -> n
     (order matters: `come` and `back` are the same motion reversed).
     """
     _check_frames(n_frames)
-    if cfg.sampling == "segments":
-        phase = rng.random(cfg.num_frames) if cfg.segment_phase == "independent" else np.full(cfg.num_frames, rng.random())
+    if cfg.whole_video:
+        s = cfg.segments
+        phase = rng.random(s) if cfg.segment_phase == "independent" else np.full(s, rng.random())
         if cfg.time_scale == (1.0, 1.0):
-            return segment_indices(n_frames, cfg.num_frames, phase)
+            return _with_pairs(segment_indices(n_frames, s, phase), n_frames, cfg)
         span = max(1, round(n_frames * rng.uniform(*cfg.time_scale)))  # source frames the clip covers
         start = int(rng.integers(0, n_frames - span + 1))
-        return start + segment_indices(span, cfg.num_frames, phase)
+        return _with_pairs(start + segment_indices(span, s, phase), n_frames, cfg)
     steps = np.arange(cfg.num_frames, dtype=np.int64) * cfg.stride
     if n_frames >= cfg.window:
         start = int(rng.integers(0, n_frames - cfg.window + 1))
@@ -162,9 +180,9 @@ def test_windows(n_frames: int, cfg: ClipConfig) -> list[np.ndarray]:
     to max_windows evenly spaced ones.
     """
     _check_frames(n_frames)
-    if cfg.sampling == "segments":
+    if cfg.whole_video:
         clips = cfg.max_windows or 1
-        return [segment_indices(n_frames, cfg.num_frames, np.full(cfg.num_frames, (c + 0.5) / clips))
+        return [_with_pairs(segment_indices(n_frames, cfg.segments, np.full(cfg.segments, (c + 0.5) / clips)), n_frames, cfg)
                 for c in range(clips)]
     steps = np.arange(cfg.num_frames, dtype=np.int64) * cfg.stride
     full = n_frames // cfg.window
@@ -184,6 +202,14 @@ def segment_indices(n_frames: int, num_segments: int, phase: np.ndarray) -> np.n
     edges = np.arange(num_segments + 1, dtype=np.float64) * n_frames / num_segments
     picks = edges[:-1] + np.clip(phase, 0.0, 1.0 - 1e-9) * (edges[1:] - edges[:-1])
     return np.minimum(picks.astype(np.int64), n_frames - 1)
+
+
+def _with_pairs(picks: np.ndarray, n_frames: int, cfg: ClipConfig) -> np.ndarray:
+    """segment_pairs: each pick followed by the next source frame (the last frame pairs with
+    itself), (S,) -> (2S,); other samplings: the picks as they are."""
+    if cfg.sampling != "segment_pairs":
+        return picks
+    return np.stack([picks, np.minimum(picks + 1, n_frames - 1)], axis=1).reshape(-1)
 
 
 def _check_frames(n_frames: int) -> None:

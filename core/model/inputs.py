@@ -4,6 +4,7 @@
   grey_diff:       g_t = 0.299 x_t^R + 0.587 x_t^G + 0.114 x_t^B        (B, 1, T, H, W)
                    D_t = g_t - g_{t-1} for t >= 1,  D_0 = D_1            (B, 1, T, H, W)
   grey_diff_first: [D_t ; g_t - g_0]                                   (B, 2, T, H, W)
+  grey_pair_diff:  P_k = g_{2k+1} - g_{2k}, k < T/2                    (B, 1, T/2, H, W)
 
   clip_norm (any mode): each channel c of X divided by max(RMS_c, floor), the RMS over the
                    clip's T, H, W                                      (shape unchanged)
@@ -19,6 +20,11 @@ grey_diff_first adds each frame's difference to the clip's first frame: once a h
 reached (half of the gesture classes are held poses) D_t falls to noise, while g_t - g_0 keeps
 showing where the limbs are now against where they started, still without what stands still.
 
+grey_pair_diff reads the clip as pairs of consecutive source frames (ClipConfig sampling
+"segment_pairs"): each P_k is the motion over one source frame at segment k, so the network's
+time axis has T/2 steps. Differences of frames a segment apart (grey_diff on segment samples,
+0.1-0.3 s) alias a hand waving at 2-3 Hz; a pair's difference shows where it moves and which way.
+
 clip_norm makes the stem's input independent of how fast a person moves between sampled frames
 and of how much their clothes contrast with the room (S8, filmed at 15 fps in shorter clips, shows
 differences of about half the others' size). The floor keeps a clip where nothing moves from
@@ -29,13 +35,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-INPUT_MODES = ("rgb", "grey_diff", "grey_diff_first")
+INPUT_MODES = ("rgb", "grey_diff", "grey_diff_first", "grey_pair_diff")
 # RMS below which clip_norm stops scaling up: about one grey level of 255 in normalised units.
 CLIP_NORM_FLOOR = 0.02
 _DESCRIPTIONS = {
     "rgb": "RGB",
     "grey_diff": "grey frame differences computed inside the model",
     "grey_diff_first": "grey frame differences and each frame's difference to the first, computed inside the model",
+    "grey_pair_diff": "grey differences of consecutive frame pairs computed inside the model (half as many time steps)",
 }
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -47,7 +54,7 @@ def describe_input(input_mode: str, clip_norm: bool = False) -> str:
 
 def stem_channels(input_mode: str, in_channels: int) -> int:
     """Channels of the stem's input for a clip of `in_channels` channels."""
-    return {"grey_diff": 1, "grey_diff_first": 2}.get(input_mode, in_channels)
+    return {"grey_diff": 1, "grey_diff_first": 2, "grey_pair_diff": 1}.get(input_mode, in_channels)
 
 
 class ClipInput(nn.Module):
@@ -70,6 +77,11 @@ class ClipInput(nn.Module):
         if self.input_mode == "rgb":
             return clip
         grey = (clip * self.luma.to(clip.dtype)).sum(1, keepdim=True)  # (B, 1, T, H, W)
+        if self.input_mode == "grey_pair_diff":
+            if grey.shape[2] % 2:
+                raise ValueError(f"input_mode 'grey_pair_diff' reads frame pairs: the clip needs an even number "
+                                 f"of frames, got {grey.shape[2]}")
+            return grey[:, :, 1::2] - grey[:, :, 0::2]  # (B, 1, T/2, H, W)
         if grey.shape[2] < 2:
             return grey.new_zeros(grey.shape[0], stem_channels(self.input_mode, 3), *grey.shape[2:])
         diff = grey[:, :, 1:] - grey[:, :, :-1]  # (B, 1, T-1, H, W)
