@@ -123,14 +123,17 @@ def test_learns_motion_rhythm_above_chance(rhythm_data, tmp_path):
     assert result.best_dir is not None and load_checkpoint(result.best_dir).class_names == ["fast", "slow"]
 
 
-def test_gesture_recipe_options_learn_motion_rhythm(rhythm_data, tmp_path):
+@pytest.mark.parametrize("frames,sampling,input_mode", [(12, "segments", "grey_diff"),
+                                                         (16, "segment_pairs", "grey_pair_diff")])
+def test_gesture_recipe_options_learn_motion_rhythm(rhythm_data, tmp_path, frames, sampling, input_mode):
     """The default model's departures together (segment sampling, frame differences, the received
     diversity loss on stage 2's grid with a margin, warm-up and open gates) still learn, and the
     validation reports attention quality per stage. 12 segments of the 24-frame videos: with 8
-    (every third frame) the fast square's period of 4 frames aliases to the slow one's speed."""
-    cfg = tiny_config(rhythm_data, tmp_path / "run", epochs=8, num_frames=12, max_steps_per_epoch=None, optimizer="adamw",
-                      lr=3e-3, dropout=0.0, val_every=8, max_val_windows=2, sampling="segments",
-                      input_mode="grey_diff", diversity_form="received", diversity_grid="first",
+    (every third frame) the fast square's period of 4 frames aliases to the slow one's speed.
+    Paired frames: 8 segments, each pair's difference the square's motion over one frame."""
+    cfg = tiny_config(rhythm_data, tmp_path / "run", epochs=8, num_frames=frames, max_steps_per_epoch=None,
+                      optimizer="adamw", lr=3e-3, dropout=0.0, val_every=8, max_val_windows=2, sampling=sampling,
+                      input_mode=input_mode, diversity_form="received", diversity_grid="first",
                       diversity_margin=0.5, diversity_warmup_epochs=2, residual_gamma_init=0.1, lambda_temporal=0.0)
     result = train(cfg)
     final = result.history[-1]
@@ -138,8 +141,8 @@ def test_gesture_recipe_options_learn_motion_rhythm(rhythm_data, tmp_path):
     quality = final["attention_quality"]["spatial"]
     assert list(quality) == ["stage 2", "stage 3", "stage 4", "stage 5"] and quality["stage 2"]["videos"] == 12
     loaded = load_checkpoint(result.checkpoint_dir)
-    assert loaded.model_cfg.input_mode == "grey_diff" and loaded.model_cfg.diversity_grid == "first"
-    assert loaded.model_cfg.lambda_temporal == 0.0 and loaded.clip_cfg.sampling == "segments"
+    assert loaded.model_cfg.input_mode == input_mode and loaded.model_cfg.diversity_grid == "first"
+    assert loaded.model_cfg.lambda_temporal == 0.0 and loaded.clip_cfg.sampling == sampling
 
 
 # ------------------------------------------------------------------------------------ resume
