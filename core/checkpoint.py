@@ -312,7 +312,7 @@ def model_card(meta: dict) -> str:
         "model and clip configuration and the class names.",
         "",
         "## Input",
-        _input_text(m, c),
+        describe_clip_input(m, c),
         "",
         f"## Classes ({len(names)})",
         ", ".join(names),
@@ -340,17 +340,19 @@ def model_card(meta: dict) -> str:
     return "\n".join(lines)
 
 
-def _input_text(m: dict, c: dict) -> str:
-    if c.get("sampling") == "segments":
-        frames = (f"{c.get('num_frames')} frames, one from each equal time segment of the whole video "
-                  f"(segment sampling; {c.get('max_windows') or 1} clip(s) at different phases are averaged)")
-    elif c.get("sampling") == "segment_pairs":
-        frames = (f"{c.get('num_frames')} frames, two consecutive ones from each of {c.get('num_frames', 0) // 2} "
-                  f"equal time segments of the whole video (segment sampling in pairs; {c.get('max_windows') or 1} "
-                  "clip(s) at different phases are averaged)")
+def describe_clip_input(m: dict, c: dict) -> str:
+    """What a model card says the model reads: frames, crop and the stem's input, from the
+    checkpoint's model (m) and clip (c) configs as saved."""
+    clips = c.get("max_windows")
+    if c.get("sampling") in ("segments", "segment_pairs"):
+        segments = c.get("num_frames", 0) // (2 if c.get("sampling") == "segment_pairs" else 1)
+        each = "one frame" if c.get("sampling") == "segments" else "two consecutive frames"
+        frames = (f"{c.get('num_frames')} frames, {each} from each of {segments} equal time segments of the whole "
+                  f"video (segment sampling); a video's score is the mean softmax over {clips or 1} clip(s) at "
+                  "different phases")
     else:
-        frames = (f"{c.get('num_frames')} frames sampled every {c.get('stride')} frame(s); a video is scored "
-                  "as the mean of the softmax over consecutive windows")
+        frames = (f"{c.get('num_frames')} frames sampled every {c.get('stride')} frame(s); a video's score is the "
+                  "mean softmax over its consecutive windows" + (f" (at most {clips}, evenly spaced)" if clips else ""))
     seen = describe_input(m.get("input_mode", "rgb"), m.get("input_clip_norm", False))
     crop = "a square around what moves (motion crop), then the centre crop" if c.get("motion_crop") else "centre crop"
     return f"{frames}; {c.get('height')}x{c.get('width')} pixels, {crop}; the stem sees {seen}."

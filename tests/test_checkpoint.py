@@ -81,7 +81,7 @@ def test_model_card_shows_attention_quality_and_the_input(tmp_path):
     paired = build_model(config_by_name("stmanet_r10", num_classes=3, base_width=4, input_mode="grey_pair_diff"))
     card = (save_checkpoint(tmp_path / "pairs", paired, CLIP.replace(sampling="segment_pairs", num_frames=16),
                             CLASSES) / "README.md").read_text()
-    assert "two consecutive ones from each of 8 equal time segments" in card
+    assert "two consecutive frames from each of 8 equal time segments" in card
     assert "grey differences of consecutive frame pairs" in card
 
 

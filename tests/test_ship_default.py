@@ -69,5 +69,5 @@ def test_test_clips_and_familiarity_are_shipped(tiny_checkpoint, make_video, tmp
     reference, threshold, saved = load_familiarity(folder)
     assert reference.shape[0] == 3 and saved["margin"] == 0.15 and threshold == saved["train_median"] - 0.15
     card = (folder / "README.md").read_text()
-    assert "mean softmax over 8 clips" in card
+    assert "mean softmax over its consecutive windows (at most 8, evenly spaced)" in card
     assert "19 of 360 gesture videos of people it never saw flagged, 16 of 20 clips of other actions" in card

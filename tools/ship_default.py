@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.checkpoint import load_checkpoint, read_meta, save_checkpoint  # noqa: E402
+from core.checkpoint import describe_clip_input, load_checkpoint, read_meta, save_checkpoint  # noqa: E402
 from core.crossval import FOLDS, markdown  # noqa: E402
 from core.familiarity import add_to_checkpoint  # noqa: E402
-from core.model.inputs import describe_input  # noqa: E402
 
 DATA_SOURCE = (
     "Body-gesture videos from joanjaumeoliver/GESTURE-PROJECT (commit a3ffbba, "
@@ -76,7 +75,6 @@ def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict
         f"value: {ours['mean_class_accuracy']['mean']:.4f}}}",
         "---",
     ]
-    seen = describe_input(m.get("input_mode", "rgb"), m.get("input_clip_norm", False))
     body = [
         f"# {name}: ST-MANet (3D ResNet-{m['depth']}, width {m['base_width']}) for 15 body gestures",
         "",
@@ -86,9 +84,7 @@ def model_card(name: str, meta: dict, cv: dict, ablation: dict | None, old: dict
         + ") trained from scratch on CPU. It is the default model of the ST-MANet studio app: it",
         "loads with no download. Where it departs from the paper, and why: `docs/model.md`.",
         "",
-        f"Input: {c['num_frames']} frames, one from each equal time segment of the whole video (segment sampling),",
-        f"cropped to the square around what moves (`motion_crop`), resized to {c['height']}x{c['width']}; the stem",
-        f"sees {seen}. A video's score is the mean softmax over {c.get('max_windows') or 1} clips at different phases.",
+        f"Input: {describe_clip_input(m, c)}",
         "",
         "## People it never saw: subject-wise cross-validation (same recipe, seeds and folds for both models)",
         "",
