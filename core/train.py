@@ -22,6 +22,7 @@ share TrainConfig and the run folder's layout; the checkpoint swap lives in core
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import json
@@ -63,6 +64,7 @@ from . import runtime
 from .model import STMANetConfig, build_model, config_by_name, stmanet_loss
 from .model.losses import LossTerms
 from .pretext import ArrowOfTime
+from .weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,9 @@ class TrainConfig:
     # Self-supervised warm-up (core/pretext.py): the first N epochs learn whether a clip runs
     # backwards, labels unused; the lr schedule (warm-up included) restarts when the labels begin.
     pretext_epochs: int = 0
+    # Decay per step of an exponential moving average of the weights (core/weight_average.py),
+    # which validation, checkpoints and the shipped model use; 0: off (the paper).
+    weight_average: float = 0.0
     grad_clip: float | None = None
     # System
     device: str = "auto"  # auto (CUDA, then Apple MPS, then CPU) | cpu | cuda | cuda:N | mps
@@ -165,7 +170,8 @@ class TrainConfig:
                   ("freeze_stages", 0 <= self.freeze_stages <= 5), ("num_workers", self.num_workers >= 0),
                   ("grad_clip", self.grad_clip is None or self.grad_clip > 0),
                   ("max_steps_per_epoch", self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1),
-                  ("pretext_epochs", 0 <= self.pretext_epochs < self.epochs))
+                  ("pretext_epochs", 0 <= self.pretext_epochs < self.epochs),
+                  ("weight_average", 0 <= self.weight_average < 1))
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"{name} is out of range: {getattr(self, name)}")
@@ -476,17 +482,22 @@ class RunState:
     optimizer: dict | None = None
     scaler: dict | None = None
     pretext_head: dict | None = None  # the arrow-of-time head's weights (core/pretext.py)
+    # With a weight average the checkpoint holds the average; the optimizer's live weights are here.
+    live_weights: dict | None = None
+    average_updates: int = 0
 
     def saved(self) -> dict:
         return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "optimizer": self.optimizer,
                 "scaler": self.scaler, "torch_rng": self.rng, "partial_correct_seen": self.partial,
-                "best_acc": self.best_acc, "history": self.history, "pretext_head": self.pretext_head}
+                "best_acc": self.best_acc, "history": self.history, "pretext_head": self.pretext_head,
+                "live_weights": self.live_weights, "average_updates": self.average_updates}
 
     @classmethod
     def from_saved(cls, state: dict) -> "RunState":
         return cls(state["epoch"], state["step_in_epoch"], state.get("best_acc", -1.0), state.get("history", []),
                    tuple(state.get("partial_correct_seen", (0, 0))), state.get("torch_rng"), state["optimizer"],
-                   state.get("scaler"), state.get("pretext_head"))
+                   state.get("scaler"), state.get("pretext_head"), state.get("live_weights"),
+                   state.get("average_updates", 0))
 
 
 class Trainer:
@@ -529,6 +540,12 @@ class Trainer:
             model = self.restore()
         self.device = device = trainable_device(model, self.clip_cfg, device)
         self.model = model.to(device).train()
+        self.average = None
+        if cfg.weight_average:  # a resumed checkpoint holds the average, its training state the live weights
+            self.average = WeightAverage(model, cfg.weight_average)
+            if self.state.live_weights is not None:
+                model.load_state_dict(self.state.live_weights)
+                self.average.updates = self.state.average_updates
         if cfg.freeze_stages:
             freeze_early_stages(model, cfg.freeze_stages)
         self.pretext = None
@@ -607,6 +624,8 @@ class Trainer:
                 state.history.append(stats)
             if epoch_done and epoch + 1 == cfg.pretext_epochs:
                 self.optimizer = self.optimizer_for(epoch + 1)
+                if self.average is not None:
+                    self.average.reset(_bare(self.train_model))
             if d.main:
                 self.save(epoch, epoch_done, step, correct, seen, stats)
             if d.world > 1:
@@ -684,6 +703,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(clipped, cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.average is not None:
+                self.average.update(_bare(self.train_model))
             step += 1
             self.done_steps += 1
             correct += int((logits.argmax(1) == labels).sum())
@@ -717,8 +738,9 @@ class Trainer:
         """Held-out metrics of the current weights (rank 0; other ranks get none)."""
         out = {}
         if self.val_dataset is not None and self.d.main:
-            metrics = evaluate_model(_bare(self.train_model), self.val_dataset, self.device, self.class_names,
-                                     num_workers=self.cfg.num_workers, with_diversity=True)
+            with self.averaged():
+                metrics = evaluate_model(_bare(self.train_model), self.val_dataset, self.device, self.class_names,
+                                         num_workers=self.cfg.num_workers, with_diversity=True)
             out = {"val_acc": metrics["top1"], "val_top5": metrics["top5"],
                    "val_mean_class_acc": metrics["mean_class_accuracy"], "val_stage_top1": metrics["stage_top1"],
                    "diversity_spatial": metrics.get("diversity_spatial"),
@@ -726,6 +748,10 @@ class Trainer:
                    "attention_quality": metrics.get("attention_quality")}
         self.train_model.train()
         return out
+
+    def averaged(self):
+        """A block in which the model holds the weights a run validates and saves."""
+        return self.average.swapped_in(_bare(self.train_model)) if self.average else contextlib.nullcontext()
 
     def save(self, epoch: int, epoch_done: bool, step: int, correct: int, seen: int, stats: dict) -> None:
         """The run checkpoint (weights + RunState, swapped in whole), and `best/` when validation improved."""
@@ -737,6 +763,8 @@ class Trainer:
         state.optimizer = self.optimizer.state_dict()
         state.pretext_head = self.pretext.head.state_dict() if self.pretext else None
         state.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else None
+        state.live_weights = _bare(self.train_model).state_dict() if self.average else None
+        state.average_updates = self.average.updates if self.average else 0
         state.rng = None if epoch_done else _rng_states(self.device)
         state.partial = (0, 0) if epoch_done else (correct, seen)
         saved = state.saved()
@@ -746,10 +774,11 @@ class Trainer:
         def write(folder: Path, epochs_completed: int, resume: dict | None = None) -> None:
             if resume is not None:
                 save_training_state(folder, resume)  # before config.json, which marks the folder complete
-            save_checkpoint(folder, _bare(self.train_model), self.clip_cfg, self.class_names, metrics=card_metrics,
-                            training={**self.meta["training"], "epochs_completed": epochs_completed,
-                                      "step_in_epoch": saved["step_in_epoch"]},
-                            data_source=self.meta["data_source"])
+            with self.averaged():
+                save_checkpoint(folder, _bare(self.train_model), self.clip_cfg, self.class_names, metrics=card_metrics,
+                                training={**self.meta["training"], "epochs_completed": epochs_completed,
+                                          "step_in_epoch": saved["step_in_epoch"]},
+                                data_source=self.meta["data_source"])
 
         swap_in_checkpoint(self.ckpt_dir, lambda f: write(f, saved["epoch"], saved))
         self.last_saved = self.ckpt_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -428,3 +429,38 @@ def test_the_run_model_flags_reach_the_model_config():
     model_cfg = train_module.run_model_config(cfg, 5)
     assert (model_cfg.last_spatial_stride, model_cfg.input_mode, model_cfg.stem_temporal_kernel) == (1, "grey_diff", 3)
     assert (model_cfg.residual_gamma_init, model_cfg.dropout, model_cfg.num_classes) == (0.1, 0.2, 5)
+
+
+def test_weight_average_by_hand():
+    from core.weight_average import WeightAverage
+
+    model = torch.nn.BatchNorm1d(1)  # a parameter, a float buffer and an integer counter
+    average = WeightAverage(model, decay=0.5)
+    expected = model.weight.item()
+    for n, value in enumerate([3.0, -1.0, 2.0], start=1):
+        model.weight.data.fill_(value)
+        model.num_batches_tracked.fill_(n)
+        average.update(model)
+        d = min(0.5, (1 + n) / (10 + n))  # the ramp: 2/11, 3/12, 4/13, all under the decay
+        expected = d * expected + (1 - d) * value
+    assert math.isclose(average.averaged["weight"].item(), expected, rel_tol=1e-6)
+    assert average.averaged["num_batches_tracked"].item() == 3  # counters copied, not averaged
+    with average.swapped_in(model):
+        assert math.isclose(model.weight.item(), expected, rel_tol=1e-6)
+    assert model.weight.item() == 2.0  # the live weights are back
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, 1.0)
+
+
+def test_weight_average_saves_the_average_trains_as_before_and_resumes_exactly(rhythm_data, reference, tmp_path):
+    cfg = tiny_config(rhythm_data, tmp_path / "whole", weight_average=0.5)
+    assert train(cfg).error is None
+    state = load_training_state(tmp_path / "whole" / "checkpoint")
+    live = {k: v for k, v in state["live_weights"].items()}
+    assert_same_weights(live, weights(reference))  # averaging does not change what the optimizer does
+    saved = weights(tmp_path / "whole")
+    assert any(not torch.equal(saved[k], live[k]) for k in live)  # the checkpoint holds the average
+    assert state["average_updates"] == 8  # 4 epochs of 2 steps
+    parts = stopped_then_resumed(cfg, tmp_path / "parts", (2, 1))
+    assert_same_weights(weights(parts), saved)
+    assert_same_weights(load_training_state(parts / "checkpoint")["live_weights"], live)
