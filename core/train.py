@@ -100,6 +100,7 @@ class TrainConfig:
     diversity_form: str = "paper"  # paper | received (core/model/losses.py)
     diversity_margin: float = 0.0  # pairs with cosine <= margin add nothing (0: the paper)
     diversity_grid: str = "last"  # last: stage 5's grid (eq. 6) | first: stage 2's (received form)
+    diversity_last_stage: int = 5  # the deepest stage in eqs. 6-7 (5: the paper's stages 2-5)
     lambda_spatial: float = 0.01  # lambda1 of eq. 9 (paper 4.5)
     lambda_temporal: float = 0.001  # lambda2 of eq. 9 (paper 4.5)
     diversity_warmup_epochs: float = 0.0  # lambda1, lambda2 rise linearly from 0 over these epochs
@@ -395,6 +396,7 @@ def run_model_config(cfg: TrainConfig, num_classes: int) -> STMANetConfig:
                  "diversity_loss": named.diversity_loss and cfg.diversity_loss,
                  "diversity_form": cfg.diversity_form, "diversity_margin": cfg.diversity_margin,
                  "diversity_grid": cfg.diversity_grid, "lambda_spatial": cfg.lambda_spatial,
+                 "diversity_last_stage": cfg.diversity_last_stage,
                  "lambda_temporal": cfg.lambda_temporal}
     if cfg.base_width:
         overrides["base_width"] = cfg.base_width

@@ -231,6 +231,13 @@ def test_total_loss_is_eq9():
     plain_cfg = tiny("r3d10_baseline")
     plain_terms = stmanet_loss(build_model(plain_cfg)(torch.randn(2, 3, 8, 64, 64)), target, plain_cfg)
     assert float(plain_terms.spatial) == 0 and float(plain_terms.temporal) == 0
+    # stage 5 left out of theta: the sum over the pairs of stages 2-4 only, on stage 4's grid
+    first3 = stmanet_loss(out, target, cfg.replace(diversity_last_stage=4))
+    want_s = spatial_diversity([a.float() for a in out.spatial_attention[:3]], out.stage_shapes[:3])
+    torch.testing.assert_close(first3.spatial, want_s)
+    assert not torch.allclose(first3.spatial, terms.spatial)
+    with pytest.raises(ValueError, match="diversity_last_stage"):
+        cfg.replace(diversity_last_stage=2)
 
 
 def test_gradients_reach_every_parameter():

@@ -425,8 +425,9 @@ def test_train_config_refuses_values_out_of_range(field, value, message):
 
 def test_the_run_model_flags_reach_the_model_config():
     cfg = TrainConfig(model="stmanet_r18", last_spatial_stride=1, input_mode="grey_diff", stem_temporal_kernel=3,
-                      residual_gamma_init=0.1, dropout=0.2)
+                      residual_gamma_init=0.1, dropout=0.2, diversity_last_stage=4)
     model_cfg = train_module.run_model_config(cfg, 5)
+    assert model_cfg.diversity_last_stage == 4
     assert (model_cfg.last_spatial_stride, model_cfg.input_mode, model_cfg.stem_temporal_kernel) == (1, "grey_diff", 3)
     assert (model_cfg.residual_gamma_init, model_cfg.dropout, model_cfg.num_classes) == (0.1, 0.2, 5)
 

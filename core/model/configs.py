@@ -64,6 +64,9 @@ class STMANetConfig:
     diversity_margin: float = 0.0
     # The grid eq. 6 aligns maps to: "last" (stage 5's, the paper) or "first" (stage 2's; received form only).
     diversity_grid: str = "last"
+    # The deepest stage whose maps enter eqs. 6-7: 5 is the paper's theta (stages 2-5); 4 leaves
+    # stage 5 out, so the loss cannot push the deepest stage off the region the others hold.
+    diversity_last_stage: int = 5
     dropout: float = 0.5
     stage_heads: bool = True  # per-stage linear heads on detached features (paper Fig. 4)
 
@@ -82,6 +85,8 @@ class STMANetConfig:
             raise ValueError(f"diversity_grid must be last or first, got {self.diversity_grid!r}")
         if self.diversity_grid == "first" and self.diversity_form != "received":
             raise ValueError("diversity_grid='first' needs diversity_form='received' (full maps are not upsampled)")
+        if self.diversity_last_stage not in (3, 4, 5):
+            raise ValueError(f"diversity_last_stage must be 3, 4 or 5, got {self.diversity_last_stage}")
         if not 0.0 <= self.diversity_margin < 1.0:
             raise ValueError(f"diversity_margin must be in [0, 1), got {self.diversity_margin}")
         if self.num_classes < 1:

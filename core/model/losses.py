@@ -17,6 +17,7 @@ STMANetConfig are the paper's, docs/model.md says why the shipped model departs)
             being one-hot, and L_t is constant.
   margin m: each pair adds max(0, f - m) instead of f, so stages that already differ by more
             than the margin are left alone rather than pushed towards ever more peaked maps.
+  stages:   theta over stages 2..diversity_last_stage (5: the paper's).
 """
 from __future__ import annotations
 
@@ -124,11 +125,13 @@ def stmanet_loss(output, target: torch.Tensor, cfg: STMANetConfig, label_smoothi
     zero = output.logits.new_zeros(())
     ce = F.cross_entropy(output.logits.float(), target, label_smoothing=label_smoothing)
     l_s = l_t = zero
+    n = cfg.diversity_last_stage - 1  # stages 2..last
+    shapes = output.stage_shapes[:n]
     if cfg.diversity_loss and cfg.use_sda and output.spatial_attention[0] is not None:
-        l_s = spatial_diversity([a.float() for a in output.spatial_attention], output.stage_shapes,
+        l_s = spatial_diversity([a.float() for a in output.spatial_attention[:n]], shapes,
                                 cfg.diversity_form, cfg.diversity_margin, cfg.diversity_grid)
     if cfg.diversity_loss and cfg.use_tda and output.temporal_attention[0] is not None:
-        l_t = temporal_diversity([a.float() for a in output.temporal_attention], output.stage_shapes,
+        l_t = temporal_diversity([a.float() for a in output.temporal_attention[:n]], shapes,
                                  cfg.diversity_form, cfg.diversity_margin, cfg.diversity_grid)
     heads = zero
     if output.stage_logits is not None:
