@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMON = {"script", "machine", "seconds"}
 SCRIPTS = {
     "flops": {"variants", "stmanet_over_backbone_flops", "clip"},
+    "profile_inference": {"shared_ops_ms", "added_ms", "added_gflops", "gflop_per_s", "profiled_time_ratio",
+                          "flop_ratio", "top_added_ops"},
     "latency": {"models", "measured_peak", "physical_peak", "latency", "speedup_over_eager_fp32",
                 "stmanet_over_backbone", "stmanet_over_backbone_dedicated", "bf16_vs_fp32", "targets"},
     "predict_e2e": {"video", "checkpoint", "runs", "speedup_optimized_over_eager", "bf16_vs_fp32", "preprocess",
