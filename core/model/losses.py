@@ -126,12 +126,11 @@ def stmanet_loss(output, target: torch.Tensor, cfg: STMANetConfig, label_smoothi
     ce = F.cross_entropy(output.logits.float(), target, label_smoothing=label_smoothing)
     l_s = l_t = zero
     n = cfg.diversity_last_stage - 1  # stages 2..last
-    shapes = output.stage_shapes[:n]
     if cfg.diversity_loss and cfg.use_sda and output.spatial_attention[0] is not None:
-        l_s = spatial_diversity([a.float() for a in output.spatial_attention[:n]], shapes,
+        l_s = spatial_diversity([a.float() for a in output.spatial_attention[:n]], output.stage_shapes[:n],
                                 cfg.diversity_form, cfg.diversity_margin, cfg.diversity_grid)
     if cfg.diversity_loss and cfg.use_tda and output.temporal_attention[0] is not None:
-        l_t = temporal_diversity([a.float() for a in output.temporal_attention[:n]], shapes,
+        l_t = temporal_diversity([a.float() for a in output.temporal_attention[:n]], output.stage_shapes[:n],
                                  cfg.diversity_form, cfg.diversity_margin, cfg.diversity_grid)
     heads = zero
     if output.stage_logits is not None:
