@@ -10,6 +10,8 @@
 #   bash tools/gesture_recipe.sh familiar  # familiarity calibration on the cv folds  -> docs/eval/familiarity_cv_*.json
 #   bash tools/gesture_recipe.sh ship      # both models on all 8 subjects          -> runs/ship
 #   bash tools/gesture_recipe.sh card      # checkpoints/ from runs/ship + the tables (8 test clips, familiarity)
+#   EPOCHS=30 bash tools/gesture_recipe.sh lever NAME FLAGS...  # search step: ST-MANet on folds 0 and 3 with
+#                                          # RECIPE + FLAGS (later flags win)               -> runs/search/NAME
 #
 # Two runs side by side on two cores, one thread each (~15 s an epoch each on the 2-core CPU).
 set -euo pipefail
@@ -68,6 +70,12 @@ case "${1:-}" in
       --ablation runs/cv/nodiv/crossval.json --old-eval docs/eval/old_default_s7s8.json \
       "${RGB[@]}" \
       --notes docs/default_model_notes.md --name stmanet-r18-gestures ;;
+  lever)
+    # folds 0 and 3 are the easiest and the hardest: a cheap first look, confirmed on all four folds after
+    [ $# -ge 2 ] || { echo "usage: EPOCHS=30 bash $0 lever NAME FLAGS..." >&2; exit 2; }
+    name=$2; shift 2
+    python -m core.crossval --gesture-root "$DATA" --out runs/search/$name --models stmanet_r18 --fold-ids 0 3 \
+      --jobs 2 -- $RECIPE --val-every 5 --data-source gestures "$@" ;;
   *)
-    sed -n '2,15p' "$0"; exit 2 ;;
+    sed -n '2,17p' "$0"; exit 2 ;;
 esac
