@@ -12,6 +12,7 @@ backbone" is checked on the machine at hand. Prints one JSON object.
 from __future__ import annotations
 
 import collections
+import os
 import time
 
 import torch
@@ -41,7 +42,7 @@ def main(argv=None) -> dict:
         args.depth, args.frames, args.size = 10, 8, 32
     rounds = args.repeats or (1 if args.quick else 4)
     setup(args)
-    load, start = __import__("os").getloadavg(), time.perf_counter()
+    load, start = os.getloadavg(), time.perf_counter()
     torch.manual_seed(0)
     shape = (1, 3, args.frames, args.size, args.size)
     clip = torch.randn(*shape)
