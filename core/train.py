@@ -90,6 +90,8 @@ class TrainConfig:
     base_width: int | None = None  # None: the name's default (64)
     stem_temporal_kernel: int = 7  # 7: the paper's stem; 3 makes CPU-sized models much cheaper
     last_spatial_stride: int = 2  # 2: the paper; 1: stage 5 keeps stage 4's grid (a departure)
+    # stem pool, stages 3-5: 2 halves time (the paper), 1 keeps it (a departure, STMANetConfig)
+    temporal_strides: tuple[int, int, int, int] = (2, 2, 2, 2)
     dropout: float = 0.5
     init_checkpoint: str | None = None  # fine-tune from this checkpoint (classifier replaced if classes differ)
     freeze_stages: int = 0  # 1: freeze the stem; n: the stem and residual stages 2..n
@@ -110,6 +112,7 @@ class TrainConfig:
     height: int = 112
     width: int = 112
     crop_scale: tuple[float, float] = (0.5, 1.0)
+    aspect_jitter: tuple[float, float] = (1.0, 1.0)  # train crop aspect times a factor in this range (log-uniform)
     flip: bool = True
     flip_label_swap: tuple[tuple[str, str], ...] = ()
     motion_crop: bool = False  # crop around what moves (core.data.roi) before the clip transform
@@ -190,6 +193,7 @@ class TrainConfig:
             height=self.height,
             width=self.width,
             crop_scale=tuple(self.crop_scale),
+            aspect_jitter=tuple(self.aspect_jitter),
             flip=self.flip,
             flip_label_swap=tuple(tuple(p) for p in self.flip_label_swap),
             max_windows=self.max_val_windows,
@@ -391,6 +395,7 @@ def run_model_config(cfg: TrainConfig, num_classes: int) -> STMANetConfig:
     overrides = {"num_classes": num_classes, "dropout": cfg.dropout,
                  "stem_temporal_kernel": cfg.stem_temporal_kernel, "input_mode": cfg.input_mode,
                  "last_spatial_stride": cfg.last_spatial_stride,
+                 "temporal_strides": tuple(cfg.temporal_strides),
                  "input_clip_norm": cfg.input_clip_norm,
                  "residual_gamma_init": cfg.residual_gamma_init,
                  "diversity_loss": named.diversity_loss and cfg.diversity_loss,
@@ -829,8 +834,11 @@ def build_parser(cls=TrainConfig, description: str = __doc__) -> argparse.Argume
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif f.name in ("crop_scale", "time_scale"):
+        elif f.name in ("crop_scale", "aspect_jitter", "time_scale"):
             parser.add_argument(flag, type=float, nargs=2, default=default)
+        elif f.name == "temporal_strides":
+            parser.add_argument(flag, type=int, nargs=4, default=default, metavar="S",
+                                help="temporal strides of the stem pool and stages 3, 4, 5 (1 or 2 each)")
         elif f.name == "flip_label_swap":
             parser.add_argument(flag, nargs="*", default=[], metavar="A:B",
                                 help="class pairs swapped by a horizontal flip, e.g. left:right")
@@ -848,7 +856,7 @@ def config_from_args(args: argparse.Namespace, cls=TrainConfig):
     values = vars(args).copy()
     if "flip_label_swap" in values:
         values["flip_label_swap"] = tuple(tuple(p.split(":", 1)) for p in values["flip_label_swap"])
-    for name in ("crop_scale", "time_scale"):
+    for name in ("crop_scale", "aspect_jitter", "time_scale", "temporal_strides"):
         if name in values:
             values[name] = tuple(values[name])
     return cls(**values)

@@ -148,6 +148,30 @@ def test_train_transform_flips_half_the_time_and_reports_it():
     assert out == [False]
 
 
+def _crop_aspects(cfg, seeds=40):
+    """The width / height of each random train crop, read off frames that encode x and y as values."""
+    y, x = np.mgrid[0:200, 0:200]
+    frames = np.zeros((2, 200, 200, 3), np.uint8)
+    frames[..., 0], frames[..., 1] = x * 255 // 199, y * 255 // 199
+    aspects = []
+    for seed in range(seeds):
+        clip = denormalize(train_transform(frames, cfg, np.random.default_rng(seed)), cfg)  # (3, T, h, w)
+        aspects.append(float(np.ptp(clip[0, 0].numpy()) / np.ptp(clip[1, 0].numpy())))
+    return np.array(aspects)
+
+
+def test_aspect_jitter_stretches_the_train_crop_within_its_range():
+    cfg = ClipConfig(num_frames=2, height=32, width=32, crop_scale=(0.5, 0.5), flip=False)
+    assert np.allclose(_crop_aspects(cfg), 1.0, atol=0.03)  # no jitter: the target's square
+    aspects = _crop_aspects(cfg.replace(aspect_jitter=(0.5, 2.0)))
+    assert aspects.min() >= 0.5 - 0.03 and aspects.max() <= 2.0 + 0.03
+    assert (aspects < 0.8).sum() >= 5 and (aspects > 1.25).sum() >= 5  # both ways, not only one
+    assert ClipConfig.from_dict(json.loads(json.dumps(cfg.replace(aspect_jitter=(0.75, 1.5)).to_dict()))).aspect_jitter == (0.75, 1.5)
+    for bad in ((1.2, 1.5), (0.0, 1.0), (0.8, 0.9)):
+        with pytest.raises(ValueError, match="aspect_jitter"):
+            ClipConfig(aspect_jitter=bad)
+
+
 def test_train_transform_is_reproducible_and_random():
     frames = _frames()
     a = train_transform(frames, CFG, np.random.default_rng(5))

@@ -1,4 +1,5 @@
 """The model: shapes, attention, losses against hand computation, gradients, FLOPs, learning."""
+import json
 import math
 
 import pytest
@@ -63,6 +64,28 @@ def test_last_spatial_stride_one_keeps_stage_4s_grid_in_stage_5():
     assert out.spatial_attention[3].shape == (1, 49, 49)
     with pytest.raises(ValueError, match="last_spatial_stride"):
         config_by_name("stmanet_r18", last_spatial_stride=3)
+
+
+@pytest.mark.parametrize("strides,times", [((2, 2, 2, 2), (8, 4, 2, 1)), ((2, 1, 1, 1), (8, 8, 8, 8)),
+                                           ((1, 1, 1, 1), (16, 16, 16, 16)), ((2, 2, 1, 1), (8, 4, 4, 4))])
+def test_temporal_strides_set_each_stages_time_steps(strides, times):
+    cfg = config_by_name("stmanet_r18", num_classes=7, base_width=8, temporal_strides=strides, lambda_temporal=0.001)
+    model = build_model(cfg)
+    out = model(torch.randn(2, 3, 16, 64, 64))  # training mode: the diversity losses see every map
+    assert [t for t, _, _ in out.stage_shapes] == list(times)
+    assert [tuple(a.shape) for a in out.temporal_attention] == [(2, t, t) for t in times]
+    assert [hw for _, *hw in out.stage_shapes] == [[16, 16], [8, 8], [4, 4], [2, 2]]  # space as before
+    out.logits.sum().backward()
+    assert model.stem.conv[0].weight.grad.abs().sum() > 0
+
+
+def test_temporal_strides_validate_and_survive_json():
+    cfg = config_by_name("stmanet_r18", temporal_strides=[2, 1, 1, 1])  # a list, as JSON gives it back
+    assert cfg.temporal_strides == (2, 1, 1, 1)
+    assert type(cfg).from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in ((2, 2, 2), (2, 3, 1, 1), (0, 1, 1, 1)):
+        with pytest.raises(ValueError, match="temporal_strides"):
+            config_by_name("stmanet_r18", temporal_strides=bad)
 
 
 def test_stmanet50_forward_once():

@@ -425,11 +425,19 @@ def test_train_config_refuses_values_out_of_range(field, value, message):
 
 def test_the_run_model_flags_reach_the_model_config():
     cfg = TrainConfig(model="stmanet_r18", last_spatial_stride=1, input_mode="grey_diff", stem_temporal_kernel=3,
-                      residual_gamma_init=0.1, dropout=0.2, diversity_last_stage=4)
+                      residual_gamma_init=0.1, dropout=0.2, diversity_last_stage=4, temporal_strides=(2, 1, 1, 1))
     model_cfg = train_module.run_model_config(cfg, 5)
-    assert model_cfg.diversity_last_stage == 4
+    assert model_cfg.diversity_last_stage == 4 and model_cfg.temporal_strides == (2, 1, 1, 1)
     assert (model_cfg.last_spatial_stride, model_cfg.input_mode, model_cfg.stem_temporal_kernel) == (1, "grey_diff", 3)
     assert (model_cfg.residual_gamma_init, model_cfg.dropout, model_cfg.num_classes) == (0.1, 0.2, 5)
+
+
+def test_temporal_strides_and_aspect_jitter_flags_parse_to_tuples():
+    args = train_module.build_parser().parse_args(["--temporal-strides", "2", "1", "1", "1",
+                                                   "--aspect-jitter", "0.75", "1.333"])
+    cfg = train_module.config_from_args(args)
+    assert cfg.temporal_strides == (2, 1, 1, 1) and cfg.clip_config().aspect_jitter == (0.75, 1.333)
+    assert train_module.config_from_args(train_module.build_parser().parse_args([])).temporal_strides == (2, 2, 2, 2)
 
 
 def test_weight_average_by_hand():

@@ -49,6 +49,10 @@ class ClipConfig:
     width: int = 112
     # Side of the random train crop as a fraction of the largest crop with the target aspect.
     crop_scale: tuple[float, float] = (0.5, 1.0)
+    # The train crop's aspect ratio (width / height) times a factor drawn log-uniformly from this
+    # range, before the resize to height x width: people's builds and cameras' framing differ.
+    # (1, 1): the target aspect only.
+    aspect_jitter: tuple[float, float] = (1.0, 1.0)
     flip: bool = True  # random horizontal flip (p = 0.5) when training
     # (a, b) class-name pairs whose labels swap when a clip is flipped (gestures: left/right).
     flip_label_swap: tuple[tuple[str, str], ...] = ()
@@ -81,6 +85,9 @@ class ClipConfig:
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"ClipConfig.crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+        lo, hi = self.aspect_jitter
+        if not 0 < lo <= 1 <= hi:
+            raise ValueError(f"ClipConfig.aspect_jitter must satisfy 0 < lo <= 1 <= hi, got {self.aspect_jitter}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("ClipConfig.mean and std need 3 values each, std > 0")
         if self.max_windows is not None and self.max_windows < 1:
@@ -126,7 +133,7 @@ class ClipConfig:
         if unknown:
             raise ValueError(f"unknown clip config fields: {unknown}")
         values = dict(values)
-        for name in ("crop_scale", "mean", "std", "time_scale"):
+        for name in ("crop_scale", "aspect_jitter", "mean", "std", "time_scale"):
             if name in values:
                 values[name] = tuple(values[name])
         if "flip_label_swap" in values:
@@ -299,8 +306,11 @@ def train_transform(
     h, w = frames.shape[1:3]
     max_h, max_w = _max_crop(h, w, cfg.width / cfg.height)
     side = rng.uniform(*cfg.crop_scale)
-    ch = min(h, max(1, round(max_h * side)))
-    cw = min(w, max(1, round(max_w * side)))
+    stretch = 1.0  # the crop's aspect over the target's
+    if cfg.aspect_jitter != (1.0, 1.0):
+        stretch = float(np.exp(rng.uniform(*np.log(cfg.aspect_jitter))))
+    ch = min(h, max(1, round(max_h * side / stretch**0.5)))
+    cw = min(w, max(1, round(max_w * side * stretch**0.5)))
     y = int(rng.integers(0, h - ch + 1))
     x = int(rng.integers(0, w - cw + 1))
     flip = bool(cfg.flip and rng.random() < 0.5)

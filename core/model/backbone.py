@@ -2,7 +2,8 @@
 
 Stage 1: Conv3d 7x7x7 (stride 1,2,2; temporal kernel configurable) -> BN -> ReLU -> MaxPool 3x3x3 (stride 2).
 Stages 2-5: residual blocks; the first block of stages 3-5 halves T, H and W (stage 5 only T when
-STMANetConfig.last_spatial_stride is 1).
+STMANetConfig.last_spatial_stride is 1); STMANetConfig.temporal_strides sets each of these four
+temporal halvings (the stem's pool, stages 3-5) to 2 (the paper) or 1 (time kept).
 For a 32x112x112 clip: stage 2 is 16x28x28, stage 3 8x14x14, stage 4 4x7x7, stage 5 2x4x4.
 
 Block layouts (torchvision `models/video/resnet.py` style):
@@ -78,14 +79,14 @@ class Bottleneck(nn.Module):
 
 
 class Stem(nn.Module):
-    """Stage 1: (B, 3, T, H, W) -> (B, base, T/2, H/4, W/4)."""
+    """Stage 1: (B, 3, T, H, W) -> (B, base, T/pool_temporal_stride, H/4, W/4)."""
 
-    def __init__(self, in_channels: int, width: int, temporal_kernel: int = 7) -> None:
+    def __init__(self, in_channels: int, width: int, temporal_kernel: int = 7, pool_temporal_stride: int = 2) -> None:
         super().__init__()
         kernel = (temporal_kernel, 7, 7)
         self.conv = conv_bn(in_channels, width, kernel, stride=(1, 2, 2), padding=(temporal_kernel // 2, 3, 3))
         self.relu = nn.ReLU(inplace=True)
-        self.pool = nn.MaxPool3d(3, stride=2, padding=1)
+        self.pool = nn.MaxPool3d(3, stride=(pool_temporal_stride, 2, 2), padding=1)
         self.fused = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,14 +110,16 @@ def make_stages(cfg: STMANetConfig) -> tuple[Stem, nn.ModuleList]:
     """Stage 1 and the four residual stages of a 3D ResNet of `cfg.depth` layers."""
     blocks_per_stage, bottleneck = STAGE_BLOCKS[cfg.depth]
     block = Bottleneck if bottleneck else BasicBlock
-    stem = Stem(stem_channels(cfg.input_mode, cfg.in_channels), cfg.base_width, cfg.stem_temporal_kernel)
+    stem = Stem(stem_channels(cfg.input_mode, cfg.in_channels), cfg.base_width, cfg.stem_temporal_kernel,
+                cfg.temporal_strides[0])
     stages = nn.ModuleList()
     c_in = cfg.base_width
     for index, n_blocks in enumerate(blocks_per_stage):
         width = cfg.base_width * 2**index
-        stride = 1 if index == 0 else 2
-        if index == 3 and cfg.last_spatial_stride == 1:
-            stride = (2, 1, 1)  # (T, H, W): time still halves, the grid stays stage 4's
+        stride = 1  # (T, H, W) of the stage's first block
+        if index > 0:
+            spatial = cfg.last_spatial_stride if index == 3 else 2
+            stride = (cfg.temporal_strides[index], spatial, spatial)
         layers = []
         for b in range(n_blocks):
             layers.append(block(c_in, width, stride if b == 0 else 1))

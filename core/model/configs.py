@@ -44,6 +44,11 @@ class STMANetConfig:
     # (the re-identification "last stride 1" trick, a departure, docs/model.md): at 64 px stage 5
     # then attends over 4x4 cells instead of 2x2, for about 4x stage 5's convolution cost.
     last_spatial_stride: int = 2
+    # Temporal strides of the stem's max-pool and of stages 3, 4 and 5's first blocks: (2, 2, 2, 2)
+    # is the paper's (16 frames reach stage 4 as 2 time steps and stage 5 as 1); 1 keeps the time
+    # steps (as SlowFast and X3D do), so the deep stages and TDA still see the motion's course.
+    # A departure, docs/model.md.
+    temporal_strides: tuple[int, int, int, int] = (2, 2, 2, 2)
     use_tda: bool = True  # temporal-based deep aggregation, eqs. 1-3
     use_sda: bool = True  # spatial-based deep aggregation, eqs. 4-5
     multi_level_fusion: bool = True  # eq. 8: pooled stages 2-5 into the classifier
@@ -71,6 +76,9 @@ class STMANetConfig:
     stage_heads: bool = True  # per-stage linear heads on detached features (paper Fig. 4)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "temporal_strides", tuple(self.temporal_strides))  # JSON gives a list
+        if len(self.temporal_strides) != 4 or any(t not in (1, 2) for t in self.temporal_strides):
+            raise ValueError(f"temporal_strides must be four of 1 or 2 (stem pool, stages 3-5), got {self.temporal_strides}")
         if self.depth not in STAGE_BLOCKS:
             raise ValueError(f"depth must be one of {sorted(STAGE_BLOCKS)}, got {self.depth}")
         if self.stem_temporal_kernel < 1 or self.stem_temporal_kernel % 2 == 0:
