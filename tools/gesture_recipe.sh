@@ -12,6 +12,7 @@
 #   bash tools/gesture_recipe.sh card      # checkpoints/ from runs/ship + the tables (8 test clips, familiarity)
 #   EPOCHS=30 bash tools/gesture_recipe.sh lever NAME FLAGS...  # search step: ST-MANet on folds 0 and 3 with
 #                                          # RECIPE + FLAGS (later flags win)               -> runs/search/NAME
+#                                          # FOLDS="1 2" adds the other folds to the same table (a finalist)
 #
 # Two runs side by side on two cores, one thread each (~15 s an epoch each on the 2-core CPU).
 set -euo pipefail
@@ -74,7 +75,7 @@ case "${1:-}" in
     # folds 0 and 3 are the easiest and the hardest: a cheap first look, confirmed on all four folds after
     [ $# -ge 2 ] || { echo "usage: EPOCHS=30 bash $0 lever NAME FLAGS..." >&2; exit 2; }
     name=$2; shift 2
-    python -m core.crossval --gesture-root "$DATA" --out runs/search/$name --models stmanet_r18 --fold-ids 0 3 \
+    python -m core.crossval --gesture-root "$DATA" --out runs/search/$name --models stmanet_r18 --fold-ids ${FOLDS:-0 3} \
       --jobs 2 -- $RECIPE --val-every 5 --data-source gestures "$@" ;;
   *)
     sed -n '2,17p' "$0"; exit 2 ;;
