@@ -10,6 +10,7 @@
 #   bash tools/gesture_recipe.sh familiar  # familiarity calibration on the cv folds  -> docs/eval/familiarity_cv_*.json
 #   bash tools/gesture_recipe.sh ship      # both models on all 8 subjects          -> runs/ship
 #   bash tools/gesture_recipe.sh card      # checkpoints/ from runs/ship + the tables (8 test clips, familiarity)
+#   EPOCHS=30 bash tools/gesture_recipe.sh people  # fold 0 trained on 3 of its 6 people, each half -> runs/people
 #   EPOCHS=30 bash tools/gesture_recipe.sh lever NAME FLAGS...  # search step: ST-MANet on folds 0 and 3 with
 #                                          # RECIPE + FLAGS (later flags win)               -> runs/search/NAME
 #                                          # FOLDS="1 2" adds the other folds to the same table (a finalist)
@@ -71,6 +72,17 @@ case "${1:-}" in
       --ablation runs/cv/nodiv/crossval.json --old-eval docs/eval/old_default_s7s8.json \
       "${RGB[@]}" \
       --notes docs/default_model_notes.md --name stmanet-r18-gestures ;;
+  people)
+    # accuracy against the number of training people: S1, S2 held out (fold 0), half of the others
+    for half in "S3 S4 S5" "S6 S7 S8"; do
+      name=$(echo $half | tr -d ' ')
+      python -m core.data.gestures "$DATA" runs/people/lists_$name --train-subjects $half --val-subjects S1 S2
+      OMP_NUM_THREADS=1 python -m core.train --data-layout list --data-root "$DATA" --resume --no-show-progress \
+        --train-list runs/people/lists_$name/train.txt --val-list runs/people/lists_$name/val.txt \
+        --class-list runs/people/lists_$name/classes.txt $RECIPE --val-every 5 --model stmanet_r18 \
+        --run-dir runs/people/$name --data-source gestures > runs/people_$name.log 2>&1 &
+    done
+    wait ;;
   lever)
     # folds 0 and 3 are the easiest and the hardest: a cheap first look, confirmed on all four folds after
     [ $# -ge 2 ] || { echo "usage: EPOCHS=30 bash $0 lever NAME FLAGS..." >&2; exit 2; }
@@ -78,5 +90,5 @@ case "${1:-}" in
     python -m core.crossval --gesture-root "$DATA" --out runs/search/$name --models stmanet_r18 --fold-ids ${FOLDS:-0 3} \
       --jobs 2 -- $RECIPE --val-every 5 --data-source gestures "$@" ;;
   *)
-    sed -n '2,17p' "$0"; exit 2 ;;
+    sed -n '2,18p' "$0"; exit 2 ;;
 esac
